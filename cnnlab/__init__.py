@@ -1,0 +1,23 @@
+"""cnnlab: the small library behind the cnnlab course on convolutional neural networks.
+
+Modules, one job each:
+
+- :mod:`cnnlab.settings` -- environment switches (smoke run, offline), device, seeding
+- :mod:`cnnlab.data` -- CIFAR-10 (real or stand-in), ImageFolder data, transforms, loaders
+- :mod:`cnnlab.models` -- SimpleCNN, a small ResNet, parameter summaries
+- :mod:`cnnlab.engine` -- the training loop: ``train_one_epoch``, ``evaluate``, ``fit``
+- :mod:`cnnlab.metrics` -- predictions, confusion matrix, per-class accuracy
+- :mod:`cnnlab.plots` -- image grids, learning curves, confusion matrices, mistakes
+- :mod:`cnnlab.checks` -- input and label checks with messages that say what to do
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .settings import choose, get_device, seed_everything
+
+try:
+    __version__ = version("cnnlab")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__", "choose", "get_device", "seed_everything"]

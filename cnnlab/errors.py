@@ -1,0 +1,23 @@
+"""The exceptions cnnlab raises, each with a message that names the cause and the fix."""
+
+from __future__ import annotations
+
+
+class CnnlabError(Exception):
+    """Base class for every error cnnlab raises on purpose."""
+
+
+class DataUnavailableError(CnnlabError, RuntimeError):
+    """A data set could not be found, downloaded or read."""
+
+
+class CorruptImageError(CnnlabError, OSError):
+    """An image file could not be decoded."""
+
+
+class InputShapeError(CnnlabError, ValueError):
+    """A batch does not have the layout, size or dtype a model expects."""
+
+
+class LabelError(CnnlabError, ValueError):
+    """Labels have the wrong dtype or fall outside ``[0, num_classes)``."""

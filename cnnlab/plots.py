@@ -1,0 +1,179 @@
+"""Figures: image grids, learning curves, confusion matrices, mistakes.
+
+Every function returns the matplotlib ``Figure`` so a notebook can show or save it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+from matplotlib.figure import Figure
+
+from .data.transforms import CIFAR10_MEAN, CIFAR10_STD, denormalize
+from .engine import History
+
+
+def _to_display(images: torch.Tensor, mean, std) -> np.ndarray:
+    """(N, C, H, W) tensors -> (N, H, W, C) arrays in [0, 1]; un-normalised if needed."""
+    images = images.detach().cpu().float()
+    if mean is not None and std is not None:
+        images = denormalize(images, mean, std)
+    elif images.min() < 0 or images.max() > 1:
+        images = (images - images.min()) / (images.max() - images.min() + 1e-8)
+    out = images.permute(0, 2, 3, 1).numpy()
+    return out[..., 0] if out.shape[-1] == 1 else out
+
+
+def show_images(
+    images: torch.Tensor,
+    labels: Sequence[int] | torch.Tensor | None = None,
+    class_names: Sequence[str] | None = None,
+    *,
+    predictions: Sequence[int] | torch.Tensor | None = None,
+    mean: Sequence[float] | None = CIFAR10_MEAN,
+    std: Sequence[float] | None = CIFAR10_STD,
+    ncols: int = 8,
+    size: float = 1.4,
+) -> Figure:
+    """Show a batch of (normalised) images in a grid, labelled with their classes.
+
+    With ``predictions``, each title reads "predicted (true)", red when wrong.
+    Pass ``mean=None, std=None`` for images that were not normalised.
+
+    Example:
+        >>> images, labels = next(iter(train_loader))  # doctest: +SKIP
+        >>> show_images(images[:16], labels[:16], train_set.classes)  # doctest: +SKIP
+    """
+    pics = _to_display(images, mean, std)
+    n = len(pics)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(pics[i], cmap="gray" if pics[i].ndim == 2 else None)
+
+        def name(k: int) -> str:
+            return class_names[k] if class_names is not None else str(k)
+
+        if predictions is not None and labels is not None:
+            p, t = int(predictions[i]), int(labels[i])
+            ax.set_title(f"{name(p)}\n({name(t)})", fontsize=8, color="green" if p == t else "red")
+        elif labels is not None:
+            ax.set_title(name(int(labels[i])), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: History, title: str | None = None) -> Figure:
+    """Learning curves: loss and accuracy per epoch, training and validation.
+
+    A validation loss that rises while the training loss keeps falling is
+    overfitting; both staying high is underfitting.
+
+    Example:
+        >>> plot_history(history)  # doctest: +SKIP
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ep = history.epoch
+    ax_loss.plot(ep, history.train_loss, "o-", label="train")
+    ax_acc.plot(ep, history.train_acc, "o-", label="train")
+    if any(v is not None for v in history.val_loss):
+        ax_loss.plot(ep, history.val_loss, "s-", label="validation")
+        ax_acc.plot(ep, history.val_acc, "s-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_acc.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(
+    cm: np.ndarray, class_names: Sequence[str], normalize: bool = True, title: str = "confusion matrix"
+) -> Figure:
+    """Heat map of a confusion matrix; rows are true classes, columns predictions.
+
+    ``normalize=True`` shows each row as fractions, so classes of different sizes
+    compare fairly.
+
+    Example:
+        >>> plot_confusion_matrix(confusion_matrix(p.y_true, p.y_pred, 10), classes)  # doctest: +SKIP
+    """
+    data = cm
+    if normalize:
+        data = cm.astype(float) / np.clip(cm.sum(axis=1, keepdims=True), 1, None)
+    size = max(5.0, 0.55 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    sns.heatmap(
+        data, annot=True, fmt=".2f" if normalize else "d",
+        cmap="Blues", xticklabels=class_names, yticklabels=class_names, cbar=False, ax=ax,
+        annot_kws={"fontsize": 7},
+    )  # fmt: skip
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_accuracy(accuracy: Sequence[float], class_names: Sequence[str]) -> Figure:
+    """Horizontal bars of each class's accuracy, worst at the top.
+
+    Example:
+        >>> plot_per_class_accuracy(per_class_accuracy(cm), classes)  # doctest: +SKIP
+    """
+    acc = np.asarray(accuracy, dtype=float)
+    order = np.argsort(acc)
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(acc) + 1))
+    ax.barh([class_names[i] for i in order], acc[order], color="tab:blue")
+    ax.set(xlim=(0, 1), xlabel="accuracy", title="accuracy per class")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def show_misclassified(
+    model: torch.nn.Module,
+    loader,
+    class_names: Sequence[str],
+    limit: int = 16,
+    **kwargs,
+) -> Figure:
+    """Find up to ``limit`` images the model gets wrong and show "predicted (true)".
+
+    Example:
+        >>> show_misclassified(model, test_loader, test_set.classes)  # doctest: +SKIP
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    wrong_x, wrong_y, wrong_p = [], [], []
+    try:
+        for x, y in loader:
+            pred = model(x.to(device)).argmax(dim=-1).cpu()
+            miss = pred != y
+            wrong_x.append(x[miss])
+            wrong_y.append(y[miss])
+            wrong_p.append(pred[miss])
+            if sum(len(w) for w in wrong_y) >= limit:
+                break
+    finally:
+        model.train(was_training)
+    if not wrong_y or sum(len(w) for w in wrong_y) == 0:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no mistakes found", ha="center", va="center")
+        return fig
+    xs, ys, ps = (torch.cat(t)[:limit] for t in (wrong_x, wrong_y, wrong_p))
+    return show_images(xs, ys, class_names, predictions=ps, **kwargs)

@@ -1,0 +1,185 @@
+"""Environment switches, device choice and seeding: read in one place.
+
+The switches are environment variables, so that a notebook needs no edited cell to
+change mode. They are read each time you ask, so setting one in a running notebook
+(``os.environ["CNNLAB_FAST"] = "1"``) takes effect at the next call.
+
+===================== ==========================================================
+``CNNLAB_FAST=1``     Quick smoke run: notebooks use tiny subsets and one short
+                      epoch (see :func:`choose`).
+``CNNLAB_OFFLINE=1``  No downloads: data loaders return a generated stand-in data
+                      set and model builders use random weights, each announced
+                      by a banner.
+``CNNLAB_DATA_DIR``   Where data sets are downloaded and cached (default ``./data``).
+``CNNLAB_CIFAR10_DIR`` A CIFAR-10 copy in ImageFolder layout (``train/<class>/``,
+                      ``test/<class>/``), or a ``.tar.gz`` of one, used instead of
+                      torchvision's download.
+===================== ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FAST_ENV = "CNNLAB_FAST"
+OFFLINE_ENV = "CNNLAB_OFFLINE"
+DATA_DIR_ENV = "CNNLAB_DATA_DIR"
+CIFAR10_DIR_ENV = "CNNLAB_CIFAR10_DIR"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r} is not understood: set it to 1 (on) or 0 (off).")
+
+
+def fast_mode() -> bool:
+    """Return True when ``CNNLAB_FAST`` asks for a quick smoke run.
+
+    Example:
+        >>> import os; os.environ["CNNLAB_FAST"] = "1"
+        >>> fast_mode()
+        True
+    """
+    return _flag(FAST_ENV)
+
+
+def offline_mode() -> bool:
+    """Return True when ``CNNLAB_OFFLINE`` asks for stand-in data and random weights.
+
+    Example:
+        >>> import os; os.environ["CNNLAB_OFFLINE"] = "0"
+        >>> offline_mode()
+        False
+    """
+    return _flag(OFFLINE_ENV)
+
+
+def data_dir() -> Path:
+    """Return the data root: ``CNNLAB_DATA_DIR`` or ``./data``.
+
+    Example:
+        >>> data_dir().name
+        'data'
+    """
+    return Path(os.environ.get(DATA_DIR_ENV) or "data").expanduser()
+
+
+def cifar10_dir() -> Path | None:
+    """Return the CIFAR-10 ImageFolder copy named by ``CNNLAB_CIFAR10_DIR``, if any.
+
+    Example:
+        >>> import os; os.environ.pop("CNNLAB_CIFAR10_DIR", None)
+        >>> cifar10_dir() is None
+        True
+    """
+    raw = os.environ.get(CIFAR10_DIR_ENV)
+    return Path(raw).expanduser() if raw else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the switches, handy to print at the top of a notebook."""
+
+    fast: bool
+    offline: bool
+    data_dir: Path
+    cifar10_dir: Path | None
+    device: str
+
+    def __str__(self) -> str:
+        rows = [
+            ("CNNLAB_FAST", "on (smoke run)" if self.fast else "off (full run)"),
+            ("CNNLAB_OFFLINE", "on (stand-in data, random weights)" if self.offline else "off"),
+            ("CNNLAB_DATA_DIR", str(self.data_dir)),
+            ("CNNLAB_CIFAR10_DIR", str(self.cifar10_dir) if self.cifar10_dir else "(not set)"),
+            ("device", self.device),
+        ]
+        return "\n".join(f"{k:<20} {v}" for k, v in rows)
+
+
+def current() -> Settings:
+    """Read every switch now and return them together.
+
+    Example:
+        >>> print(current())  # doctest: +SKIP
+        CNNLAB_FAST          off (full run)
+        ...
+    """
+    return Settings(fast_mode(), offline_mode(), data_dir(), cifar10_dir(), str(get_device()))
+
+
+def choose(full, fast):
+    """Return ``fast`` in a smoke run (``CNNLAB_FAST=1``), else ``full``.
+
+    Notebooks size their work with it, so one switch shrinks every notebook.
+
+    Example:
+        >>> epochs = choose(full=30, fast=1)
+    """
+    return fast if fast_mode() else full
+
+
+def banner(message: str) -> None:
+    """Print a message in a box that nobody can miss (used for every fallback).
+
+    Example:
+        >>> banner("CNNLAB_OFFLINE=1: using generated stand-in data")  # doctest: +SKIP
+    """
+    lines = message.splitlines() or [""]
+    width = max(len(line) for line in lines) + 4
+    bar = "#" * width
+    body = "\n".join(f"# {line:<{width - 4}} #" for line in lines)
+    print(f"{bar}\n{body}\n{bar}", file=sys.stdout, flush=True)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Pick the best available device: CUDA, then Apple's MPS, then the CPU.
+
+    ``prefer`` (e.g. ``"cpu"``) overrides the choice.
+
+    Example:
+        >>> device = get_device()
+        >>> model = torch.nn.Linear(2, 2).to(device)
+    """
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and every GPU) with one number.
+
+    On the CPU, a run with the same seed gives the same numbers. On a GPU, some
+    kernels are still non-deterministic unless you also call
+    ``torch.use_deterministic_algorithms(True)``.
+
+    Example:
+        >>> seed_everything(0); a = torch.rand(1)
+        >>> seed_everything(0); b = torch.rand(1)
+        >>> bool(a == b)
+        True
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)

@@ -1,0 +1,140 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from cnnlab import seed_everything
+from cnnlab.data import make_loader
+from cnnlab.engine import History, evaluate, fit, train_one_epoch
+from cnnlab.models import SimpleCNN
+
+
+def test_simplecnn_learns_the_standin(standin_train, standin_test):
+    """The acceptance test: trained with fit, SimpleCNN beats chance (10%) by a wide margin."""
+    seed_everything(0)
+    model = SimpleCNN()
+    train = make_loader(standin_train, 64, shuffle=True, seed=0, num_workers=0)
+    test = make_loader(standin_test, 250, num_workers=0)
+    before = evaluate(model, test, device="cpu").accuracy
+    history = fit(model, train, epochs=2, progress=False, device="cpu")
+    after = evaluate(model, test).accuracy  # held-out images the model never saw
+    assert before < 0.2
+    assert after > 0.5, f"held-out accuracy {after:.1%} is not far above chance"
+    assert history.train_loss[1] < history.train_loss[0]
+
+
+def _run(seed, loaders):
+    seed_everything(seed)
+    train, test = loaders
+    return fit(SimpleCNN(), train, test, epochs=2, progress=False, device="cpu")
+
+
+def test_same_seed_same_history_on_cpu(standin_train, standin_test):
+    def loaders():
+        return (
+            make_loader(standin_train, 128, shuffle=True, seed=1, num_workers=0),
+            make_loader(standin_test, 250, num_workers=0),
+        )
+
+    a, b = _run(1, loaders()), _run(1, loaders())
+    for field in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        assert getattr(a, field) == getattr(b, field), field
+    c = _run(2, loaders())
+    assert c.train_loss != a.train_loss
+
+
+def test_history_records_every_epoch(tiny_loaders):
+    h = fit(SimpleCNN(), *tiny_loaders, epochs=3, progress=False, device="cpu")
+    assert h.epoch == [1, 2, 3] and len(h) == 3
+    assert all(s > 0 for s in h.seconds) and all(0 <= a <= 1 for a in h.val_acc)
+    assert "val_acc" in str(h) and set(h.as_dict()) >= {"train_loss", "val_loss", "lr"}
+
+
+def test_epoch_and_step_schedulers(tiny_loaders):
+    train, test = tiny_loaders
+    model = SimpleCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    h = fit(model, train, test, epochs=3, optimizer=opt, scheduler=sched, progress=False, device="cpu")
+    assert h.lr == pytest.approx([0.1, 0.05, 0.025])
+
+    model = SimpleCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = len(train) * 2
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
+    fit(model, train, epochs=2, optimizer=opt, scheduler=sched, scheduler_interval="step", progress=False, device="cpu")
+    assert sched.last_epoch == steps  # stepped once per batch
+
+
+def test_plateau_scheduler_gets_the_monitored_value(tiny_loaders):
+    model = SimpleCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5)
+    seen = []
+    original = sched.step
+    sched.step = lambda value: (seen.append(value), original(value))
+    h = fit(model, *tiny_loaders, epochs=2, optimizer=opt, scheduler=sched, progress=False, device="cpu")
+    assert seen == h.val_loss
+
+
+def test_early_stopping_and_keep_best(tiny_loaders):
+    train, test = tiny_loaders
+    seed_everything(0)
+    model = SimpleCNN()
+    # A learning rate this high makes the loss blow up after the first epoch.
+    opt = torch.optim.SGD(model.parameters(), lr=5.0)
+    h = fit(model, train, test, epochs=10, optimizer=opt, early_stopping=2, monitor="val_acc",
+            keep_best=True, progress=False, device="cpu")  # fmt: skip
+    assert len(h) < 10
+    best = h.best_epoch("val_acc")
+    assert len(h) == best + 2  # stopped exactly `patience` epochs after the best
+    restored = evaluate(model, test).accuracy
+    assert restored == pytest.approx(h.val_acc[best - 1])
+
+
+def test_without_validation_monitor_falls_back_to_training(tiny_loaders):
+    h = fit(SimpleCNN(), tiny_loaders[0], epochs=1, keep_best=True, progress=False, device="cpu")
+    assert h.val_loss == [None] and h.best_epoch("train_loss") == 1
+    with pytest.raises(ValueError, match="pass val_loader"):
+        h.best_epoch("val_loss")
+
+
+def test_amp_on_cpu_warns_and_trains_in_float32(tiny_loaders):
+    with pytest.warns(UserWarning, match="amp=True is for CUDA GPUs"):
+        h = fit(SimpleCNN(), tiny_loaders[0], epochs=1, amp=True, progress=False, device="cpu")
+    assert math.isfinite(h.train_loss[0])
+
+
+def test_grad_clip_bounds_the_update():
+    model = nn.Linear(4, 2)
+    loader = DataLoader(TensorDataset(torch.randn(8, 4) * 1e4, torch.zeros(8, dtype=torch.long)), batch_size=8)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    train_one_epoch(model, loader, nn.CrossEntropyLoss(), opt, torch.device("cpu"), grad_clip=0.5, progress=False)
+    moved = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert moved <= 0.5 + 1e-5
+
+
+def test_evaluate_restores_training_mode_and_needs_data(tiny_loaders):
+    model = SimpleCNN().train()
+    evaluate(model, tiny_loaders[1])
+    assert model.training
+    empty = DataLoader(TensorDataset(torch.zeros(0, 3, 32, 32), torch.zeros(0, dtype=torch.long)))
+    with pytest.raises(ValueError, match="yielded no batches"):
+        evaluate(model, empty)
+    with pytest.raises(ValueError, match="is the data set empty"):
+        fit(model, empty, epochs=1, progress=False, device="cpu")
+
+
+def test_bad_scheduler_interval():
+    with pytest.raises(ValueError, match="'epoch' or 'step'"):
+        fit(SimpleCNN(), [], scheduler_interval="batch")
+
+
+def test_history_best_epoch_direction():
+    h = History()
+    for e, (loss, acc) in enumerate([(1.0, 0.5), (0.5, 0.4), (0.7, 0.9)], start=1):
+        h.append(epoch=e, train_loss=loss, train_acc=acc, val_loss=loss, val_acc=acc, lr=0.1, seconds=1.0)
+    assert h.best_epoch("val_loss") == 2 and h.best_epoch("val_acc") == 3

@@ -1,0 +1,89 @@
+import matplotlib.colors as mcolors
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.engine import History
+from cnnlab.metrics import confusion_matrix, per_class_accuracy, predict_loader
+from cnnlab.models import SimpleCNN
+from cnnlab.plots import (
+    plot_confusion_matrix,
+    plot_history,
+    plot_per_class_accuracy,
+    show_images,
+    show_misclassified,
+)
+
+
+class Constant(nn.Module):
+    """Always predicts class `k`: a model whose mistakes we know in advance."""
+
+    def __init__(self, k, num_classes=10):
+        super().__init__()
+        self.k, self.num_classes = k, num_classes
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.num_classes)
+        out[:, self.k] = 1
+        return out + self.dummy
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    cm = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], num_classes=4)
+    assert cm.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+    acc = per_class_accuracy(cm)
+    assert acc[:3].tolist() == [0.5, 1.0, 2 / 3] and np.isnan(acc[3])
+
+
+def test_predict_loader_collects_everything(tiny_loaders):
+    preds = predict_loader(Constant(3), tiny_loaders[1])
+    assert len(preds.y_true) == 128 and (preds.y_pred == 3).all()
+    assert np.allclose(preds.probs.sum(axis=1), 1)
+    assert preds.accuracy == np.mean(preds.y_true == 3)
+
+
+def test_show_images_labels_and_colours_mistakes(tiny_loaders):
+    x, y = next(iter(tiny_loaders[1]))
+    names = [f"c{i}" for i in range(10)]
+    preds = y.clone()
+    preds[0] = (y[0] + 1) % 10
+    fig = show_images(x[:6], y[:6], names, predictions=preds[:6], ncols=3)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert len(titled) == 6
+    assert titled[0].get_title() == f"{names[int(preds[0])]}\n({names[int(y[0])]})"
+    assert mcolors.to_hex(titled[0].title.get_color()) == mcolors.to_hex("red")
+    assert mcolors.to_hex(titled[1].title.get_color()) == mcolors.to_hex("green")
+    # The grid shows un-normalised pixels in [0, 1].
+    shown = titled[1].images[0].get_array()
+    assert shown.min() >= 0 and shown.max() <= 1
+
+
+def test_learning_curves_have_train_and_validation():
+    h = History()
+    for e in (1, 2):
+        h.append(epoch=e, train_loss=1.0 / e, train_acc=0.5, val_loss=1.2 / e, val_acc=0.4, lr=0.1, seconds=1)
+    fig = plot_history(h, title="run")
+    loss_ax, acc_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.lines] == ["train", "validation"]
+    assert list(loss_ax.lines[1].get_ydata()) == [1.2, 0.6]
+
+
+def test_confusion_and_per_class_plots():
+    cm = np.array([[8, 2], [1, 9]])
+    fig = plot_confusion_matrix(cm, ["cat", "dog"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["0.80", "0.20", "0.10", "0.90"]
+    assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "true"
+    counts = plot_confusion_matrix(cm, ["cat", "dog"], normalize=False)
+    assert [t.get_text() for t in counts.axes[0].texts] == ["8", "2", "1", "9"]
+    bars = plot_per_class_accuracy([0.9, 0.6], ["cat", "dog"])
+    assert [t.get_text() for t in bars.axes[0].get_yticklabels()] == ["dog", "cat"]  # worst first
+
+
+def test_show_misclassified_shows_only_mistakes(tiny_loaders):
+    fig = show_misclassified(Constant(0), tiny_loaders[1], [str(i) for i in range(10)], limit=5)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 5 and all(t.startswith("0\n") and not t.endswith("(0)") for t in titles)
+    model = SimpleCNN()
+    assert show_misclassified(model, tiny_loaders[1], [str(i) for i in range(10)]).axes
