@@ -27,7 +27,11 @@ def check_images(
         cnnlab.errors.InputShapeError: ... got (8, 32, 32, 3): it looks channels-last (NHWC) ...
     """
     expected_hw = (size, size) if isinstance(size, int) else size
-    want = f"(N, {channels}, {expected_hw[0]}, {expected_hw[1]})" if expected_hw else f"(N, {channels}, H, W)"
+    want = (
+        f"(N, {channels}, {expected_hw[0]}, {expected_hw[1]})"
+        if expected_hw
+        else f"(N, {channels}, H, W)"
+    )
     shape = tuple(x.shape)
     head = f"{model_name} expects images of shape {want}, got {shape}"
     if x.dim() == 3 and x.shape[0] == channels:

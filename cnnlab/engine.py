@@ -65,7 +65,7 @@ class History:
     def best_epoch(self, monitor: str = "val_loss") -> int:
         """The epoch with the best ``monitor`` value (lowest loss, highest accuracy)."""
         values = getattr(self, monitor)
-        scored = [(v, e) for v, e in zip(values, self.epoch) if v is not None]
+        scored = [(v, e) for v, e in zip(values, self.epoch, strict=True) if v is not None]
         if not scored:
             raise ValueError(f"no {monitor} recorded: pass val_loader to fit() to measure it")
         pick = max if monitor.endswith("acc") else min
@@ -250,7 +250,9 @@ def fit(
         >>> print(history)  # doctest: +SKIP
     """
     if scheduler_interval not in ("epoch", "step"):
-        raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        raise ValueError(
+            f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
+        )
     if val_loader is None and monitor.startswith("val_"):
         monitor = "train" + monitor[3:]
     device = torch.device(device) if device is not None else get_device()
@@ -274,7 +276,11 @@ def fit(
             scheduler=step_scheduler, amp_dtype=amp_dtype, scaler=scaler,
             grad_clip=grad_clip, progress=progress, desc=f"epoch {epoch}",
         )  # fmt: skip
-        val = evaluate(model, val_loader, loss_fn, device, amp_dtype=amp_dtype) if val_loader else None
+        val = (
+            evaluate(model, val_loader, loss_fn, device, amp_dtype=amp_dtype)
+            if val_loader
+            else None
+        )
         history.append(
             epoch=epoch,
             train_loss=train.loss,

@@ -31,7 +31,11 @@ class SimpleCNN(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int = 10, in_channels: int = 3, input_size: int = 32, dropout: float = 0.25
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int = 32,
+        dropout: float = 0.25,
     ) -> None:
         super().__init__()
         if input_size % 8 or input_size < 8:
@@ -123,7 +127,9 @@ class SmallResNet(nn.Module):
         self.layer1 = nn.Sequential(conv_bn(w, 2 * w), nn.MaxPool2d(2), ResidualBlock(2 * w))
         self.layer2 = nn.Sequential(conv_bn(2 * w, 4 * w), nn.MaxPool2d(2))
         self.layer3 = nn.Sequential(conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), ResidualBlock(8 * w))
-        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.in_channels, None, model_name="SmallResNet")
@@ -181,9 +187,7 @@ class ModelSummary:
                 f"{r.name:<24}{r.kind:<18}{shape:<22}{r.params:>10,}  {'yes' if r.trainable else 'no'}"
             )
         lines.append("-" * len(lines[0]))
-        lines.append(
-            f"total {self.params.total:,} parameters, {self.params.trainable:,} trainable"
-        )
+        lines.append(f"total {self.params.total:,} parameters, {self.params.trainable:,} trainable")
         return "\n".join(lines)
 
     __repr__ = __str__

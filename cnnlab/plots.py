@@ -52,7 +52,9 @@ def show_images(
     n = len(pics)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -100,7 +102,10 @@ def plot_history(history: History, title: str | None = None) -> Figure:
 
 
 def plot_confusion_matrix(
-    cm: np.ndarray, class_names: Sequence[str], normalize: bool = True, title: str = "confusion matrix"
+    cm: np.ndarray,
+    class_names: Sequence[str],
+    normalize: bool = True,
+    title: str = "confusion matrix",
 ) -> Figure:
     """Heat map of a confusion matrix; rows are true classes, columns predictions.
 

@@ -40,6 +40,8 @@ def standin_test():
 def tiny_loaders(standin_train, standin_test):
     from cnnlab.data import subset
 
-    train = make_loader(subset(standin_train, 256), batch_size=64, shuffle=True, seed=0, num_workers=0)
+    train = make_loader(
+        subset(standin_train, 256), batch_size=64, shuffle=True, seed=0, num_workers=0
+    )
     test = make_loader(subset(standin_test, 128), batch_size=64, num_workers=0)
     return train, test

@@ -11,10 +11,19 @@ from cnnlab.models import SimpleCNN
 @pytest.mark.parametrize(
     "labels, message",
     [
-        (torch.tensor([0, 3, 10]), r"labels must be in \[0, 10\) for 10 classes, found 10: check the model's number of outputs"),
+        (
+            torch.tensor([0, 3, 10]),
+            r"labels must be in \[0, 10\) for 10 classes, found 10: check the model's number of outputs",
+        ),
         (torch.tensor([-1, 3]), r"found -1"),
-        (torch.tensor([0.0, 1.0]), r"labels have dtype torch.float32; CrossEntropyLoss expects class indices of dtype torch.long: convert them with y.long\(\)"),
-        (torch.eye(10)[:2].long(), r"1-D tensor of class indices, got shape \(2, 10\): one-hot labels .* y.argmax\(dim=1\)"),
+        (
+            torch.tensor([0.0, 1.0]),
+            r"labels have dtype torch.float32; CrossEntropyLoss expects class indices of dtype torch.long: convert them with y.long\(\)",
+        ),
+        (
+            torch.eye(10)[:2].long(),
+            r"1-D tensor of class indices, got shape \(2, 10\): one-hot labels .* y.argmax\(dim=1\)",
+        ),
     ],
     ids=["too-high", "negative", "float", "one-hot"],
 )

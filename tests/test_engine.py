@@ -57,14 +57,25 @@ def test_epoch_and_step_schedulers(tiny_loaders):
     model = SimpleCNN()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    h = fit(model, train, test, epochs=3, optimizer=opt, scheduler=sched, progress=False, device="cpu")
+    h = fit(
+        model, train, test, epochs=3, optimizer=opt, scheduler=sched, progress=False, device="cpu"
+    )
     assert h.lr == pytest.approx([0.1, 0.05, 0.025])
 
     model = SimpleCNN()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     steps = len(train) * 2
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
-    fit(model, train, epochs=2, optimizer=opt, scheduler=sched, scheduler_interval="step", progress=False, device="cpu")
+    fit(
+        model,
+        train,
+        epochs=2,
+        optimizer=opt,
+        scheduler=sched,
+        scheduler_interval="step",
+        progress=False,
+        device="cpu",
+    )
     assert sched.last_epoch == steps  # stepped once per batch
 
 
@@ -75,7 +86,9 @@ def test_plateau_scheduler_gets_the_monitored_value(tiny_loaders):
     seen = []
     original = sched.step
     sched.step = lambda value: (seen.append(value), original(value))
-    h = fit(model, *tiny_loaders, epochs=2, optimizer=opt, scheduler=sched, progress=False, device="cpu")
+    h = fit(
+        model, *tiny_loaders, epochs=2, optimizer=opt, scheduler=sched, progress=False, device="cpu"
+    )
     assert seen == h.val_loss
 
 
@@ -109,11 +122,23 @@ def test_amp_on_cpu_warns_and_trains_in_float32(tiny_loaders):
 
 def test_grad_clip_bounds_the_update():
     model = nn.Linear(4, 2)
-    loader = DataLoader(TensorDataset(torch.randn(8, 4) * 1e4, torch.zeros(8, dtype=torch.long)), batch_size=8)
+    loader = DataLoader(
+        TensorDataset(torch.randn(8, 4) * 1e4, torch.zeros(8, dtype=torch.long)), batch_size=8
+    )
     before = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    train_one_epoch(model, loader, nn.CrossEntropyLoss(), opt, torch.device("cpu"), grad_clip=0.5, progress=False)
-    moved = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    train_one_epoch(
+        model,
+        loader,
+        nn.CrossEntropyLoss(),
+        opt,
+        torch.device("cpu"),
+        grad_clip=0.5,
+        progress=False,
+    )
+    moved = torch.sqrt(
+        sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before, strict=True))
+    )
     assert moved <= 0.5 + 1e-5
 
 
@@ -136,5 +161,7 @@ def test_bad_scheduler_interval():
 def test_history_best_epoch_direction():
     h = History()
     for e, (loss, acc) in enumerate([(1.0, 0.5), (0.5, 0.4), (0.7, 0.9)], start=1):
-        h.append(epoch=e, train_loss=loss, train_acc=acc, val_loss=loss, val_acc=acc, lr=0.1, seconds=1.0)
+        h.append(
+            epoch=e, train_loss=loss, train_acc=acc, val_loss=loss, val_acc=acc, lr=0.1, seconds=1.0
+        )
     assert h.best_epoch("val_loss") == 2 and h.best_epoch("val_acc") == 3

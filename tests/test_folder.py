@@ -48,7 +48,9 @@ def test_a_file_is_not_a_directory(tmp_path):
 
 def test_empty_directory(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataUnavailableError, match=r"has no class sub-folders: expected one sub-folder per class"):
+    with pytest.raises(
+        DataUnavailableError, match=r"has no class sub-folders: expected one sub-folder per class"
+    ):
         load_image_folder(tmp_path / "empty")
 
 
@@ -66,7 +68,9 @@ def test_corrupt_image_error_names_the_file_and_the_fix(tmp_path):
     bad.write_bytes(b"this is not a jpeg")
     ds = load_image_folder(root)
     index = [p for p, _ in ds.samples].index(str(bad))
-    with pytest.raises(CorruptImageError, match=r"cannot read image .*broken\.jpg.*skip_corrupt=True"):
+    with pytest.raises(
+        CorruptImageError, match=r"cannot read image .*broken\.jpg.*skip_corrupt=True"
+    ):
         ds[index]
 
 

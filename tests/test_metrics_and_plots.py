@@ -62,7 +62,15 @@ def test_show_images_labels_and_colours_mistakes(tiny_loaders):
 def test_learning_curves_have_train_and_validation():
     h = History()
     for e in (1, 2):
-        h.append(epoch=e, train_loss=1.0 / e, train_acc=0.5, val_loss=1.2 / e, val_acc=0.4, lr=0.1, seconds=1)
+        h.append(
+            epoch=e,
+            train_loss=1.0 / e,
+            train_acc=0.5,
+            val_loss=1.2 / e,
+            val_acc=0.4,
+            lr=0.1,
+            seconds=1,
+        )
     fig = plot_history(h, title="run")
     loss_ax, acc_ax = fig.axes
     assert [line.get_label() for line in loss_ax.lines] == ["train", "validation"]

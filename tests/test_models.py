@@ -17,11 +17,27 @@ def test_simplecnn_takes_its_declared_input_size(size):
 @pytest.mark.parametrize(
     "shape, dtype, message",
     [
-        ((4, 32, 32, 3), torch.float32, r"expects images of shape \(N, 3, 32, 32\), got \(4, 32, 32, 3\): it looks channels-last \(NHWC\); use x.permute\(0, 3, 1, 2\)"),
+        (
+            (4, 32, 32, 3),
+            torch.float32,
+            r"expects images of shape \(N, 3, 32, 32\), got \(4, 32, 32, 3\): it looks channels-last \(NHWC\); use x.permute\(0, 3, 1, 2\)",
+        ),
         ((4, 1, 32, 32), torch.float32, r"1-channel \(grayscale\) images; convert them to RGB"),
-        ((4, 3, 224, 224), torch.float32, r"SimpleCNN was built for 32x32 inputs; resize your images \(transforms.Resize\(\(32, 32\)\)\) or build the model for 224x224 inputs"),
-        ((3, 32, 32), torch.float32, r"single image without the batch dimension; use x.unsqueeze\(0\)"),
-        ((4, 3, 32, 32), torch.uint8, r"expects floating-point images, got dtype torch.uint8: use transforms.ToTensor\(\)"),
+        (
+            (4, 3, 224, 224),
+            torch.float32,
+            r"SimpleCNN was built for 32x32 inputs; resize your images \(transforms.Resize\(\(32, 32\)\)\) or build the model for 224x224 inputs",
+        ),
+        (
+            (3, 32, 32),
+            torch.float32,
+            r"single image without the batch dimension; use x.unsqueeze\(0\)",
+        ),
+        (
+            (4, 3, 32, 32),
+            torch.uint8,
+            r"expects floating-point images, got dtype torch.uint8: use transforms.ToTensor\(\)",
+        ),
         ((2, 3, 32, 32, 1), torch.float32, r"a batch has 4 dimensions"),
     ],
     ids=["nhwc", "grayscale", "224px", "unbatched", "uint8", "5d"],

@@ -44,7 +44,13 @@ def test_data_dirs_from_env(clean_env, tmp_path):
 def test_current_settings_print_every_switch(clean_env):
     clean_env.setenv("CNNLAB_OFFLINE", "1")
     text = str(settings.current())
-    for name in ("CNNLAB_FAST", "CNNLAB_OFFLINE", "CNNLAB_DATA_DIR", "CNNLAB_CIFAR10_DIR", "device"):
+    for name in (
+        "CNNLAB_FAST",
+        "CNNLAB_OFFLINE",
+        "CNNLAB_DATA_DIR",
+        "CNNLAB_CIFAR10_DIR",
+        "device",
+    ):
         assert name in text
     assert "stand-in data" in text
 

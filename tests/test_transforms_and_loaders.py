@@ -29,7 +29,9 @@ def test_eval_transform_is_deterministic_and_normalised(picture):
     a, b = t(picture), t(picture)
     assert a.shape == (3, 32, 32) and torch.equal(a, b)
     back = denormalize(a)
-    assert torch.allclose(back, torch.as_tensor(np.asarray(picture)).permute(2, 0, 1) / 255, atol=1e-5)
+    assert torch.allclose(
+        back, torch.as_tensor(np.asarray(picture)).permute(2, 0, 1) / 255, atol=1e-5
+    )
 
 
 def test_train_transform_augments(picture):
@@ -41,7 +43,9 @@ def test_train_transform_augments(picture):
 
 
 def test_denormalize_the_mean_gives_the_mean_colour():
-    assert torch.allclose(denormalize(torch.zeros(2, 3, 4, 4))[0, :, 0, 0], torch.tensor(CIFAR10_MEAN))
+    assert torch.allclose(
+        denormalize(torch.zeros(2, 3, 4, 4))[0, :, 0, 0], torch.tensor(CIFAR10_MEAN)
+    )
 
 
 def test_split_is_disjoint_complete_and_seeded():
@@ -77,7 +81,9 @@ def test_loader_order_repeats_with_a_seed():
     ds = StandInCIFAR10(size=64, transform=cifar10_eval_transform())
 
     def labels(seed):
-        return torch.cat([y for _, y in make_loader(ds, 16, shuffle=True, seed=seed, num_workers=0)])
+        return torch.cat(
+            [y for _, y in make_loader(ds, 16, shuffle=True, seed=seed, num_workers=0)]
+        )
 
     assert torch.equal(labels(0), labels(0)) and not torch.equal(labels(0), labels(1))
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""SimpleCNN on real CIFAR-10: the seed tutorial's plain loop next to ``cnnlab.engine.fit``.
+
+Both train the same ``SimpleCNN`` from the same seed for the same number of epochs with
+Adam (lr 1e-3) at batch size 32, reading JPEG files through PIL transforms, then
+measure test accuracy. Printed: training images/s, seconds per epoch, test accuracy,
+and the ratio of the two speeds (taken in the same run, since machines are noisy).
+
+The seed recipe is the source tutorial's: ``ImageFolder`` + ``RandomHorizontalFlip`` +
+``ToTensor`` + ``Normalize(0.5, 0.5)``, ``DataLoader(batch_size=32, shuffle=True,
+num_workers=2)``, and the five-line loop. cnnlab's: ``load_cifar10`` with the CIFAR-10
+train preset (crop + flip), ``make_loader`` defaults, ``fit``.
+
+    python benchmarks/bench_fit_vs_seed.py                # ../shared/data copy, 1 epoch
+    python benchmarks/bench_fit_vs_seed.py --epochs 2 --data /path/to/cifar10-jpg
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision import transforms as T
+
+from cnnlab import seed_everything
+from cnnlab.data import (
+    cifar10_eval_transform,
+    cifar10_train_transform,
+    load_cifar10,
+    make_loader,
+    prepare_cifar10_folder,
+)
+from cnnlab.engine import evaluate, fit
+from cnnlab.models import SimpleCNN
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+
+
+def seed_recipe(folder: Path, epochs: int, device: torch.device) -> tuple[float, float]:
+    """The tutorial's plain loop; returns (training images/s, test accuracy)."""
+    norm = T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    train_tf = T.Compose([T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    test_tf = T.Compose([T.ToTensor(), norm])
+    train_set = datasets.ImageFolder(str(folder / "train"), transform=train_tf)
+    test_set = datasets.ImageFolder(str(folder / "test"), transform=test_tf)
+    train_loader = DataLoader(train_set, batch_size=32, shuffle=True, num_workers=2)
+    test_loader = DataLoader(test_set, batch_size=32, shuffle=False, num_workers=2)
+
+    model = SimpleCNN().to(device)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    seconds = 0.0
+    for _ in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        for images, labels in train_loader:
+            images, labels = images.to(device), labels.to(device)
+            optimizer.zero_grad()
+            loss = criterion(model(images), labels)
+            loss.backward()
+            optimizer.step()
+        seconds += time.perf_counter() - start
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in test_loader:
+            predicted = model(images.to(device)).argmax(1).cpu()
+            correct += int((predicted == labels).sum())
+            total += labels.numel()
+    return epochs * len(train_set) / seconds, correct / total
+
+
+def cnnlab_recipe(folder: Path, epochs: int, device: torch.device) -> tuple[float, float]:
+    """cnnlab's data presets, loader defaults and ``fit``; returns (images/s, test accuracy)."""
+    train_set = load_cifar10(train=True, transform=cifar10_train_transform(), folder=folder)
+    test_set = load_cifar10(train=False, transform=cifar10_eval_transform(), folder=folder)
+    train_loader = make_loader(train_set, batch_size=32, shuffle=True)
+    test_loader = make_loader(test_set, batch_size=256)
+    model = SimpleCNN()
+    history = fit(model, train_loader, epochs=epochs, lr=1e-3, device=device, progress=False)
+    accuracy = evaluate(model, test_loader).accuracy
+    return epochs * len(train_set) / sum(history.seconds), accuracy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="CIFAR-10 ImageFolder copy or .tar.gz (default: %(default)s)",
+    )
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    os.environ.pop("CNNLAB_OFFLINE", None)  # a benchmark on stand-in data would mean nothing
+
+    folder = prepare_cifar10_folder(args.data)
+    device = torch.device(args.device)
+    print(
+        f"# SimpleCNN, {args.epochs} epoch(s), Adam 1e-3, batch 32, real CIFAR-10 from {args.data}"
+    )
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
+    )
+    rows = []
+    for name, recipe in (("seed tutorial loop", seed_recipe), ("cnnlab fit", cnnlab_recipe)):
+        seed_everything(0)
+        start = time.perf_counter()
+        speed, accuracy = recipe(folder, args.epochs, device)
+        rows.append((name, speed, accuracy, time.perf_counter() - start))
+    print(f"{'recipe':<20}{'train img/s':>12}{'s/epoch':>10}{'test acc':>10}{'wall s':>9}")
+    for name, speed, accuracy, wall in rows:
+        print(f"{name:<20}{speed:>12.0f}{50000 / speed:>10.1f}{accuracy:>10.2%}{wall:>9.1f}")
+    print(f"speed ratio cnnlab / seed: {rows[1][1] / rows[0][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The project's own promises: dependency lists agree, links agree, notebooks are clean
+and actually executed by `pytest`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    """'torch>=2.2,<3 ; marker' -> ('torch', '>=2.2,<3')"""
+    requirement = requirement.split(";")[0].strip()
+    name, spec = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", requirement).groups()
+    return name.lower().replace("_", "-"), spec.replace(" ", "")
+
+
+def test_environment_yml_matches_pyproject():
+    project = PYPROJECT["project"]
+    wanted = dict(_split(r) for r in project["dependencies"])
+    for extra in ("notebooks", "dev"):
+        wanted.update(_split(r) for r in project["optional-dependencies"][extra] if ";" not in r)
+    env = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
+    conda = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, str) and not dep.startswith(("python", "pip")):
+            name, spec = _split(dep)
+            conda[CONDA_NAMES.get(name, name)] = spec
+    assert conda == wanted, "environment.yml and pyproject.toml list different packages or ranges"
+    assert {"pip": ["-e ."]} in env["dependencies"]
+
+
+def test_ranges_admit_the_torch_we_test_with():
+    from importlib.metadata import version
+
+    from packaging.specifiers import SpecifierSet
+
+    deps = dict(_split(r) for r in PYPROJECT["project"]["dependencies"])
+    for name in ("torch", "torchvision"):
+        installed = version(name).split("+")[0]
+        assert installed in SpecifierSet(deps[name]), f"{name} {installed} outside {deps[name]}"
+        assert "==" not in deps[name], "ranges, not pins"
+
+
+def test_notebooks_exist_and_are_numbered():
+    names = [nb.name for nb in NOTEBOOKS]
+    assert "00_setup.ipynb" in names
+    assert all(re.match(r"\d\d_[a-z0-9_]+\.ipynb$", n) for n in names), names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_links_agree_with_the_home_url(path):
+    home = PYPROJECT["project"]["urls"]["Homepage"].rstrip("/")
+    owner_repo = home.split("github.com/", 1)[1]
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    text = "\n".join("".join(c["source"]) for c in nb["cells"])
+    badge = f"https://colab.research.google.com/github/{owner_repo}/blob/main/notebooks/{path.name}"
+    assert badge in "".join(nb["cells"][0]["source"]), f"first cell lacks the Colab badge {badge}"
+    assert f"git+{home}" in text, "the setup cell must install cnnlab from the home URL"
+    hint = "run `python .ci/sync_home_url.py` after changing [project.urls] in pyproject.toml"
+    for found in re.findall(r"github\.com/([\w.-]+/[\w.-]+)", text):
+        assert found == owner_repo, f"{path.name} links to {found}, not {owner_repo}: {hint}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_stored_without_outputs(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    dirty = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} hold outputs; run `nbstripout {path}`"
+
+
+def test_pytest_collects_every_notebook():
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "notebooks"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    collected = {line.split("::")[0] for line in out.stdout.splitlines() if "::" in line}
+    assert collected == {f"notebooks/{nb.name}" for nb in NOTEBOOKS}, out.stdout[-2000:]
+
+
+def test_a_raising_notebook_cell_fails_the_run(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("raise RuntimeError('boom')")])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "broken.ipynb")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+         "-q", "broken.ipynb"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout[-2000:]
+    assert "1 failed, 1 passed" in out.stdout and "boom" in out.stdout
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    for command in (
+        'pip install -e ".[notebooks]"',
+        "jupyter lab notebooks/",
+        'pip install -e ".[dev]"',
+        "pytest",
+    ):
+        assert command in readme
+    assert 'pip install -e ".[dev]"' in ci and re.search(r"^\s*(python -m )?pytest\b", ci, re.M)
