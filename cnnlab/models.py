@@ -168,7 +168,7 @@ class LayerRow:
     kind: str
     output_shape: tuple[int, ...]
     params: int
-    trainable: bool
+    trainable: bool | None  # None for layers without parameters
 
 
 @dataclass
@@ -184,7 +184,8 @@ class ModelSummary:
         for r in self.rows:
             shape = "x".join(str(d) for d in r.output_shape)
             lines.append(
-                f"{r.name:<24}{r.kind:<18}{shape:<22}{r.params:>10,}  {'yes' if r.trainable else 'no'}"
+                f"{r.name:<24}{r.kind:<18}{shape:<22}{r.params:>10,}  "
+                f"{'-' if r.trainable is None else 'yes' if r.trainable else 'no'}"
             )
         lines.append("-" * len(lines[0]))
         lines.append(f"total {self.params.total:,} parameters, {self.params.trainable:,} trainable")
@@ -216,7 +217,7 @@ def summary(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> 
                     kind=type(mod).__name__,
                     output_shape=tuple(out.shape) if isinstance(out, torch.Tensor) else (),
                     params=sum(p.numel() for p in own),
-                    trainable=any(p.requires_grad for p in own) if own else True,
+                    trainable=any(p.requires_grad for p in own) if own else None,
                 )
             )
 

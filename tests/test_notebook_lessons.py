@@ -1,0 +1,71 @@
+"""What every lesson notebook promises: its parts are there, cells stay short, and the
+hidden exercise solutions really run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = sorted(p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if not p.name.startswith("00_"))
+MAX_CODE_LINES = 25
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def solutions(path: Path) -> list[str]:
+    blocks = []
+    for cell in cells(path):
+        if cell["cell_type"] == "markdown" and "<details>" in source(cell):
+            blocks += re.findall(r"```python\n(.*?)```", source(cell), flags=re.S)
+    return blocks
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_has_every_part(path):
+    text = "\n".join(source(c) for c in cells(path))
+    first = source(cells(path)[0])
+    assert first.startswith("# "), "a title first"
+    assert "You will learn" in first and "colab-badge.svg" in first and "GLOSSARY.md" in first
+    assert 'if "google.colab" in sys.modules' in source(cells(path)[1]), "then the setup cell"
+    assert "## Exercises" in text and "<details>" in text
+    assert "## Summary" in text and "**Next:**" in text
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_code_cells_are_short(path):
+    long = [(i, len(source(c).splitlines())) for i, c in enumerate(cells(path))
+            if c["cell_type"] == "code" and len(source(c).splitlines()) > MAX_CODE_LINES]  # fmt: skip
+    assert not long, f"cells (index, lines) longer than {MAX_CODE_LINES} lines: {long}"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_every_exercise_has_a_solution(path):
+    text = "\n".join(source(c) for c in cells(path))
+    exercises = len(re.findall(r"^### Exercise \d", text, flags=re.M))
+    assert exercises >= 2 and len(solutions(path)) == exercises
+
+
+SOLUTIONS = [(p, i, code) for p in LESSONS for i, code in enumerate(solutions(p))]
+
+
+@pytest.mark.parametrize("path, index, code", SOLUTIONS, ids=[f"{p.name}-{i + 1}" for p, i, _ in SOLUTIONS])
+def test_solution_runs(path, index, code, monkeypatch):
+    """Each hidden solution is self-contained and runs (smoke + offline, like the notebooks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("CNNLAB_FAST", os.environ.get("CNNLAB_FAST", "1"))
+    monkeypatch.setenv("CNNLAB_OFFLINE", os.environ.get("CNNLAB_OFFLINE", "1"))
+    monkeypatch.chdir(path.parent)
+    exec(compile(code, f"{path.name}:solution-{index + 1}", "exec"), {"__name__": "__solution__"})
