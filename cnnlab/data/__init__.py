@@ -1,0 +1,39 @@
+"""Data: CIFAR-10 (real or stand-in), your own ImageFolder data, transforms, loaders."""
+
+from .cifar10 import CIFAR10_CLASSES, load_cifar10, prepare_cifar10_folder
+from .folder import CheckedImageFolder, extract_archive, load_image_folder
+from .loaders import default_num_workers, make_loader, split_indices, subset, train_val_split
+from .standin import STANDIN_CLASSES, StandInCIFAR10, generate_standin
+from .transforms import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    cifar10_eval_transform,
+    cifar10_train_transform,
+    denormalize,
+)
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "STANDIN_CLASSES",
+    "CheckedImageFolder",
+    "StandInCIFAR10",
+    "cifar10_eval_transform",
+    "cifar10_train_transform",
+    "default_num_workers",
+    "denormalize",
+    "extract_archive",
+    "generate_standin",
+    "load_cifar10",
+    "load_image_folder",
+    "make_loader",
+    "prepare_cifar10_folder",
+    "split_indices",
+    "subset",
+    "train_val_split",
+]

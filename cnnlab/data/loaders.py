@@ -1,0 +1,131 @@
+"""Splitting data sets and making DataLoaders with defaults that work in notebooks."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+def split_indices(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Shuffle ``range(n)`` with ``seed`` and cut it into train and validation indices.
+
+    Example:
+        >>> train_idx, val_idx = split_indices(10, val_fraction=0.2, seed=0)
+        >>> len(train_idx), len(val_idx)
+        (8, 2)
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    n_val = max(1, round(n * val_fraction))
+    if n_val >= n:
+        raise ValueError(f"a data set of {n} items is too small to split off {val_fraction:.0%}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return order[n_val:], order[:n_val]
+
+
+def train_val_split(
+    dataset: Dataset,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    val_dataset: Dataset | None = None,
+) -> tuple[Subset, Subset]:
+    """Split a data set into seeded train and validation subsets.
+
+    Validation images should not be augmented: pass the same data loaded with the
+    evaluation transform as ``val_dataset`` and the validation subset is cut from it,
+    with the same indices.
+
+    Example:
+        >>> full = load_cifar10(train=True, transform=cifar10_train_transform())  # doctest: +SKIP
+        >>> plain = load_cifar10(train=True, transform=cifar10_eval_transform())  # doctest: +SKIP
+        >>> train_set, val_set = train_val_split(full, 0.1, seed=0, val_dataset=plain)  # doctest: +SKIP
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    if val_dataset is not None and len(val_dataset) != n:  # type: ignore[arg-type]
+        raise ValueError(
+            f"val_dataset has {len(val_dataset)} items but dataset has {n}: "  # type: ignore[arg-type]
+            "they must be the same data with different transforms."
+        )
+    train_idx, val_idx = split_indices(n, val_fraction, seed)
+    return Subset(dataset, train_idx), Subset(val_dataset or dataset, val_idx)
+
+
+def subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
+    """Return ``n`` items chosen at random with ``seed`` (all items when ``n`` is None).
+
+    Smoke runs use it to shrink data sets: ``subset(train_set, choose(None, 512))``.
+
+    Example:
+        >>> small = subset(StandInCIFAR10(size=100), 10)
+        >>> len(small)
+        10
+    """
+    size = len(dataset)  # type: ignore[arg-type]
+    if n is None or n >= size:
+        return dataset
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
+    return Subset(dataset, sorted(order.tolist()))
+
+
+def _in_notebook() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def default_num_workers() -> int:
+    """Worker processes that are safe here: 0 where workers break, else up to 4.
+
+    On Windows and macOS, workers are started by *spawning* a fresh interpreter
+    that must re-import the data set; classes defined in a notebook cannot be
+    re-imported, so workers crash there ("Can't get attribute ... on <module
+    '__main__'>"). We use the main process in that case. Elsewhere, one worker per
+    spare core (at most 4) decodes images while the model trains.
+
+    Example:
+        >>> default_num_workers() >= 0
+        True
+    """
+    if sys.platform in ("win32", "darwin") and _in_notebook():
+        return 0
+    cores = os.cpu_count() or 1
+    return max(0, min(4, cores - 1))
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 128,
+    shuffle: bool = False,
+    num_workers: int | None = None,
+    seed: int | None = None,
+    drop_last: bool = False,
+    pin_memory: bool | None = None,
+) -> DataLoader:
+    """Make a DataLoader with safe defaults for notebooks and every platform.
+
+    Args:
+        shuffle: reshuffle every epoch (training data), or keep order (evaluation).
+        num_workers: defaults to :func:`default_num_workers`.
+        seed: seeds the shuffling, so the batch order is repeatable.
+        pin_memory: defaults to True when a CUDA GPU is present.
+
+    Example:
+        >>> loader = make_loader(StandInCIFAR10(size=64, transform=cifar10_eval_transform()),
+        ...                      batch_size=16, shuffle=True, seed=0)
+        >>> images, labels = next(iter(loader))
+        >>> tuple(images.shape)
+        (16, 3, 32, 32)
+    """
+    workers = default_num_workers() if num_workers is None else num_workers
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=generator,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        persistent_workers=workers > 0,
+    )
