@@ -129,3 +129,22 @@ def test_ci_runs_the_readme_test_command():
     ):
         assert command in readme
     assert 'pip install -e ".[dev]"' in ci and re.search(r"^\s*(python -m )?pytest\b", ci, re.M)
+
+
+def test_no_project_source_is_git_ignored():
+    """A clone must contain every module and test: an ignore rule such as `data/` once
+    swallowed `cnnlab/data/` and CI failed with 'No module named cnnlab.data'."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (e.g. an sdist): nothing can be ignored")
+    sources = [
+        str(p.relative_to(ROOT))
+        for folder in ("cnnlab", "tests", "benchmarks", "notebooks", ".ci")
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file() and p.suffix in {".py", ".ipynb", ".md", ""} and "__pycache__" not in p.parts
+        and ".ipynb_checkpoints" not in p.parts
+    ]  # fmt: skip
+    out = subprocess.run(
+        ["git", "check-ignore", "--no-index", *sources], cwd=ROOT, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert out.stdout.strip() == "", f"these project files are git-ignored:\n{out.stdout}"
