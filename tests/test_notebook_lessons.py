@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LESSONS = sorted(p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if not p.name.startswith("00_"))
+LESSONS = sorted(
+    p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if not p.name.startswith("00_")
+)
 MAX_CODE_LINES = 25
 
 
@@ -59,7 +61,9 @@ def test_every_exercise_has_a_solution(path):
 SOLUTIONS = [(p, i, code) for p in LESSONS for i, code in enumerate(solutions(p))]
 
 
-@pytest.mark.parametrize("path, index, code", SOLUTIONS, ids=[f"{p.name}-{i + 1}" for p, i, _ in SOLUTIONS])
+@pytest.mark.parametrize(
+    "path, index, code", SOLUTIONS, ids=[f"{p.name}-{i + 1}" for p, i, _ in SOLUTIONS]
+)
 def test_solution_runs(path, index, code, monkeypatch):
     """Each hidden solution is self-contained and runs (smoke + offline, like the notebooks)."""
     import matplotlib

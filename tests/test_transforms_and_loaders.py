@@ -30,7 +30,7 @@ def test_eval_transform_is_deterministic_and_normalised(picture):
     assert a.shape == (3, 32, 32) and torch.equal(a, b)
     back = denormalize(a)
     assert torch.allclose(
-        back, torch.as_tensor(np.asarray(picture)).permute(2, 0, 1) / 255, atol=1e-5
+        back, torch.as_tensor(np.array(picture)).permute(2, 0, 1) / 255, atol=1e-5
     )
 
 

@@ -39,7 +39,9 @@ def _check_layout(root: Path) -> None:
         raise DataUnavailableError(f"{root} is a file, not a directory ({LAYOUT_HINT}).")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise DataUnavailableError(f"data directory {root} has no class sub-folders: {LAYOUT_HINT}.")
+        raise DataUnavailableError(
+            f"data directory {root} has no class sub-folders: {LAYOUT_HINT}."
+        )
     empty = [p.name for p in class_dirs if not any(_has_image_extension(f) for f in p.rglob("*"))]
     if empty:
         raise DataUnavailableError(
@@ -84,7 +86,10 @@ class CheckedImageFolder(ImageFolder):
         root = Path(root).expanduser()
         _check_layout(root)
         super().__init__(
-            str(root), transform=transform, target_transform=target_transform, loader=_checked_loader
+            str(root),
+            transform=transform,
+            target_transform=target_transform,
+            loader=_checked_loader,
         )
         self.skipped: list[str] = []
         if skip_corrupt:
