@@ -128,8 +128,12 @@ def test_ci_runs_the_readme_test_command():
         "pytest",
     ):
         assert command in readme
-    assert re.search(r'^pip install( -q)? -e "\.\[dev\]"$', ci, re.M), "CI must install as the README says"
-    assert re.search(r"^\s*(python -m )?pytest\b", ci, re.M), "CI must run the README's test command"
+    assert re.search(r'^pip install( -q)? -e "\.\[dev\]"$', ci, re.M), (
+        "CI must install as the README says"
+    )
+    assert re.search(r"^\s*(python -m )?pytest\b", ci, re.M), (
+        "CI must run the README's test command"
+    )
 
 
 def test_no_project_source_is_git_ignored():
