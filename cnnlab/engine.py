@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -18,6 +18,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checks import check_labels
+from .data.loaders import batches
+from .freezing import keep_frozen_batchnorm_in_eval
 from .settings import get_device
 
 
@@ -102,13 +104,15 @@ def train_one_epoch(
     grad_clip: float | None = None,
     progress: bool = True,
     desc: str = "train",
+    frozen_bn_eval: bool = True,
 ) -> EpochResult:
     """Train ``model`` for one pass over ``loader`` and return mean loss and accuracy.
 
     The five steps of every iteration: forward, loss, ``zero_grad``, backward, step.
     ``scheduler``, when given, is stepped after every batch (one-cycle, warm-up).
     ``amp_dtype`` (``torch.bfloat16`` or ``torch.float16``) turns on mixed precision;
-    float16 needs a ``scaler``.
+    float16 needs a ``scaler``. With ``frozen_bn_eval`` (the default), BatchNorm layers
+    whose parameters are all frozen stay in eval mode, keeping their running statistics.
 
     Example:
         >>> result = train_one_epoch(model, train_loader, nn.CrossEntropyLoss(),
@@ -116,10 +120,12 @@ def train_one_epoch(
         >>> print(f"{result.loss:.3f} {result.accuracy:.1%}")  # doctest: +SKIP
     """
     model.train()
+    if frozen_bn_eval:
+        keep_frozen_batchnorm_in_eval(model)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
+    bar = tqdm(batches(loader), desc=desc, leave=False, disable=not progress)
     for step, (x, y) in enumerate(bar):
         x = x.to(device, non_blocking=True)
         with _autocast(device, amp_dtype):
@@ -179,7 +185,7 @@ def evaluate(
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     try:
-        for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        for x, y in tqdm(batches(loader), desc="eval", leave=False, disable=not progress):
             x = x.to(device, non_blocking=True)
             with _autocast(device, amp_dtype):
                 logits = model(x)
@@ -225,12 +231,15 @@ def fit(
     early_stopping: int | None = None,
     monitor: str = "val_loss",
     keep_best: bool = False,
+    epoch_start: Sequence[Callable[[int], None]] = (),
+    frozen_bn_eval: bool = True,
     progress: bool = True,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs, evaluating after each, and return the History.
 
     Args:
-        optimizer: defaults to Adam over the trainable parameters with ``lr``.
+        optimizer: defaults to Adam over all parameters with ``lr`` (frozen ones have no
+            gradient and are skipped, until something unfreezes them).
         loss_fn: defaults to ``nn.CrossEntropyLoss()``.
         scheduler: stepped once per epoch (``scheduler_interval="epoch"``) or once
             per batch (``"step"``, for one-cycle and warm-up schedules).
@@ -242,6 +251,9 @@ def fit(
         early_stopping: stop after this many epochs without improvement in ``monitor``.
         monitor: ``"val_loss"``, ``"val_acc"``, ``"train_loss"`` or ``"train_acc"``.
         keep_best: restore the weights of the best epoch (by ``monitor``) at the end.
+        epoch_start: callables run as ``f(epoch)`` before each epoch (1-based), e.g.
+            :class:`cnnlab.freezing.GradualUnfreezing`.
+        frozen_bn_eval: keep fully frozen BatchNorm layers in eval mode while training.
         progress: show ``tqdm`` progress bars.
 
     Example:
@@ -259,7 +271,7 @@ def fit(
     model.to(device)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     if optimizer is None:
-        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     amp_dtype = _amp_dtype(amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -270,11 +282,14 @@ def fit(
     better = (lambda a, b: a > b) if monitor.endswith("acc") else (lambda a, b: a < b)
     bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
     for epoch in bar:
+        for callback in epoch_start:
+            callback(epoch)
         start, lr_now = time.perf_counter(), optimizer.param_groups[0]["lr"]
         train = train_one_epoch(
             model, train_loader, loss_fn, optimizer, device,
             scheduler=step_scheduler, amp_dtype=amp_dtype, scaler=scaler,
             grad_clip=grad_clip, progress=progress, desc=f"epoch {epoch}",
+            frozen_bn_eval=frozen_bn_eval,
         )  # fmt: skip
         val = (
             evaluate(model, val_loader, loss_fn, device, amp_dtype=amp_dtype)

@@ -13,6 +13,7 @@ import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
+from .data.loaders import batches
 from .data.transforms import CIFAR10_MEAN, CIFAR10_STD, denormalize
 from .engine import History
 
@@ -165,7 +166,7 @@ def show_misclassified(
     model.eval()
     wrong_x, wrong_y, wrong_p = [], [], []
     try:
-        for x, y in loader:
+        for x, y in batches(loader):
             pred = model(x.to(device)).argmax(dim=-1).cpu()
             miss = pred != y
             wrong_x.append(x[miss])
@@ -182,3 +183,25 @@ def show_misclassified(
         return fig
     xs, ys, ps = (torch.cat(t)[:limit] for t in (wrong_x, wrong_y, wrong_p))
     return show_images(xs, ys, class_names, predictions=ps, **kwargs)
+
+
+def plot_strategies(results: Sequence, title: str = "fine-tuning strategies") -> Figure:
+    """Test accuracy against training time, one point per strategy; the point's area shows
+    the share of parameters trained (``results``: :class:`cnnlab.finetune.StrategyResult`).
+
+    Example:
+        >>> plot_strategies([run_strategy(s, ...) for s in STRATEGIES])  # doctest: +SKIP
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        share = r.trainable / r.total if r.total else 0.0
+        ax.scatter(r.seconds, r.accuracy, s=60 + 600 * share, alpha=0.6)
+        ax.annotate(f"{r.description}\n{share:.0%} of parameters trained",
+                    (r.seconds, r.accuracy), textcoords="offset points", xytext=(8, 4),
+                    fontsize=8)  # fmt: skip
+    ax.set(xlabel="training time (s)", ylabel="test accuracy", title=title)
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.35, y=0.15)
+    fig.tight_layout()
+    return fig

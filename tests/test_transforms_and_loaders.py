@@ -102,3 +102,28 @@ def test_no_workers_in_notebooks_on_spawn_platforms(monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert default_num_workers() == 4
+
+
+def test_class_subset_keeps_relabels_and_caps_classes():
+    from cnnlab.data import StandInCIFAR10, class_subset
+
+    ds = StandInCIFAR10(size=300)
+    picked = class_subset(ds, ["ring", "disk", "dots"], per_class=7, seed=1)
+    assert len(picked) == 21 and picked.classes == ["ring", "disk", "dots"]
+    for i in range(len(picked)):
+        _, label = picked[i]
+        assert ds.classes[ds.targets[picked.indices[i]]] == picked.classes[label]
+        assert picked.targets[i] == label
+    assert len(class_subset(ds, ["ring"])) == sum(ds.classes[t] == "ring" for t in ds.targets)
+    with pytest.raises(ValueError, match="not in this data set"):
+        class_subset(ds, ["unicorn"])
+
+
+def test_in_memory_tensors_get_no_worker_processes():
+    from torch.utils.data import TensorDataset
+
+    from cnnlab.data import make_loader
+
+    data = TensorDataset(torch.zeros(4, 2), torch.zeros(4))
+    assert make_loader(data).num_workers == 0
+    assert make_loader(data, num_workers=1).num_workers == 1

@@ -2,7 +2,16 @@
 
 from .cifar10 import CIFAR10_CLASSES, load_cifar10, prepare_cifar10_folder
 from .folder import CheckedImageFolder, extract_archive, load_image_folder
-from .loaders import default_num_workers, make_loader, split_indices, subset, train_val_split
+from .loaders import (
+    ClassSubset,
+    batches,
+    class_subset,
+    default_num_workers,
+    make_loader,
+    split_indices,
+    subset,
+    train_val_split,
+)
 from .standin import STANDIN_CLASSES, StandInCIFAR10, generate_standin
 from .transforms import (
     CIFAR10_MEAN,
@@ -22,9 +31,12 @@ __all__ = [
     "IMAGENET_STD",
     "STANDIN_CLASSES",
     "CheckedImageFolder",
+    "ClassSubset",
     "StandInCIFAR10",
+    "batches",
     "cifar10_eval_transform",
     "cifar10_train_transform",
+    "class_subset",
     "default_num_workers",
     "denormalize",
     "extract_archive",

@@ -90,7 +90,7 @@ def load_cifar10(
     The returned data set has ``classes`` and ``targets`` whichever the source.
 
     Example:
-        >>> train_set = load_cifar10(train=True, transform=cifar10_train_transform())
+        >>> train_set = load_cifar10(train=True, transform=cifar10_train_transform())  # doctest: +SKIP
         >>> image, label = train_set[0]  # doctest: +SKIP
     """
     split = "train" if train else "test"

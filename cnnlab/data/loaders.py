@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 
 def split_indices(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -70,6 +71,77 @@ def subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     return Subset(dataset, sorted(order.tolist()))
 
 
+class ClassSubset(Dataset):
+    """The items of some classes only, with labels renumbered ``0 .. len(classes) - 1``.
+
+    Built by :func:`class_subset`; has ``classes`` and ``targets`` like the data set it
+    comes from.
+    """
+
+    def __init__(self, dataset: Dataset, indices: list[int], classes: list[str],
+                 relabel: dict[int, int]) -> None:  # fmt: skip
+        self.dataset, self.indices, self.classes = dataset, indices, classes
+        self._relabel = relabel
+        self.targets = [relabel[int(dataset.targets[i])] for i in indices]  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        item, label = self.dataset[self.indices[i]]
+        return item, self._relabel[int(label)]
+
+
+def class_subset(
+    dataset: Dataset, classes: list[str], per_class: int | None = None, seed: int = 0
+) -> ClassSubset:
+    """Keep only ``classes`` (names), relabelled from 0, at most ``per_class`` images each.
+
+    Transfer-learning experiments use it to split one data set into a source task and a
+    target task with few labels.
+
+    Example:
+        >>> ds = StandInCIFAR10(size=200)
+        >>> small = class_subset(ds, ["ring", "disk"], per_class=5)
+        >>> len(small), small.classes, sorted(set(small.targets))
+        (10, ['ring', 'disk'], [0, 1])
+    """
+    names = list(dataset.classes)  # type: ignore[attr-defined]
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise ValueError(f"classes {unknown} are not in this data set; it has {names}")
+    relabel = {names.index(c): new for new, c in enumerate(classes)}
+    targets = torch.as_tensor([int(t) for t in dataset.targets])  # type: ignore[attr-defined]
+    order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
+    chosen: list[int] = []
+    for old in relabel:
+        mine = order[targets[order] == old]
+        chosen += mine[:per_class].tolist() if per_class is not None else mine.tolist()
+    return ClassSubset(dataset, sorted(chosen), list(classes), relabel)
+
+
+def batches(loader: Iterable) -> Iterator:
+    """Iterate over ``loader`` and stop its worker processes as soon as it is used up.
+
+    PyTorch stops a DataLoader's workers when the garbage collector deletes the
+    iterator, which may be much later. Until then the idle workers are copied into every
+    new worker forked for the next loader, and in a Jupyter kernel that can stall a later
+    cell for seconds. cnnlab's loops (``fit``, ``evaluate``, ...) iterate through this.
+
+    Example:
+        >>> loader = make_loader(StandInCIFAR10(size=8, transform=cifar10_eval_transform()), 4)
+        >>> sum(len(y) for _, y in batches(loader))
+        8
+    """
+    iterator = iter(loader)
+    try:
+        yield from iterator
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None and not getattr(loader, "persistent_workers", False):
+            shutdown()
+
+
 def _in_notebook() -> bool:
     return "ipykernel" in sys.modules
 
@@ -106,7 +178,8 @@ def make_loader(
 
     Args:
         shuffle: reshuffle every epoch (training data), or keep order (evaluation).
-        num_workers: defaults to :func:`default_num_workers`.
+        num_workers: defaults to :func:`default_num_workers`, and to 0 for a
+            ``TensorDataset`` (already decoded, in memory: workers would only add overhead).
         seed: seeds the shuffling, so the batch order is repeatable.
         pin_memory: defaults to True when a CUDA GPU is present.
 
@@ -117,7 +190,9 @@ def make_loader(
         >>> tuple(images.shape)
         (16, 3, 32, 32)
     """
-    workers = default_num_workers() if num_workers is None else num_workers
+    if num_workers is None:  # tensors already in memory need no decoding workers
+        num_workers = 0 if isinstance(dataset, TensorDataset) else default_num_workers()
+    workers = num_workers
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     return DataLoader(
         dataset,
