@@ -15,6 +15,7 @@ network every epoch, and the head trained on features cached once (feature extra
 
     python benchmarks/bench_fine_tuning.py                     # ../shared/data copy
     python benchmarks/bench_fine_tuning.py --pretrain-epochs 2 --per-class 100   # quicker
+    python benchmarks/bench_fine_tuning.py --source-cache data/source.pt   # pretrain once
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--source-cache", type=Path, default=None,
+                        help="save the pretrained source weights here, or load them if present")  # fmt: skip
     args = parser.parse_args()
     os.environ.pop("CNNLAB_OFFLINE", None)  # stand-in data would make these numbers meaningless
     folder = prepare_cifar10_folder(args.data)
@@ -126,9 +129,17 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, CPU", flush=True)  # fmt: skip
 
     seed_everything(0)
-    source, source_acc, source_s = pretrain(folder, args.pretrain_epochs, args.width)
-    print(f"source task {SOURCE}: SmallResNet(width={args.width}), {args.pretrain_epochs} "
-          f"epochs, {source_acc:.2%} test accuracy, {source_s:.0f} s", flush=True)  # fmt: skip
+    if args.source_cache is not None and args.source_cache.exists():
+        source = SmallResNet(num_classes=len(SOURCE), width=args.width)
+        source.load_state_dict(torch.load(args.source_cache, weights_only=True))
+        print(f"source task {SOURCE}: weights loaded from {args.source_cache}", flush=True)
+    else:
+        source, source_acc, source_s = pretrain(folder, args.pretrain_epochs, args.width)
+        print(f"source task {SOURCE}: SmallResNet(width={args.width}), {args.pretrain_epochs} "
+              f"epochs, {source_acc:.2%} test accuracy, {source_s:.0f} s", flush=True)  # fmt: skip
+        if args.source_cache is not None:
+            args.source_cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(source.state_dict(), args.source_cache)
 
     train = class_subset(load_cifar10(True, cifar10_train_transform(), folder=folder), TARGET,
                          per_class=args.per_class)  # fmt: skip

@@ -232,6 +232,7 @@ def fit(
     monitor: str = "val_loss",
     keep_best: bool = False,
     epoch_start: Sequence[Callable[[int], None]] = (),
+    epoch_end: Sequence[Callable[[int, History], None]] = (),
     frozen_bn_eval: bool = True,
     progress: bool = True,
 ) -> History:
@@ -253,6 +254,8 @@ def fit(
         keep_best: restore the weights of the best epoch (by ``monitor``) at the end.
         epoch_start: callables run as ``f(epoch)`` before each epoch (1-based), e.g.
             :class:`cnnlab.freezing.GradualUnfreezing`.
+        epoch_end: callables run as ``f(epoch, history)`` after each epoch, e.g.
+            :class:`cnnlab.debug.TensorBoardLogger`.
         frozen_bn_eval: keep fully frozen BatchNorm layers in eval mode while training.
         progress: show ``tqdm`` progress bars.
 
@@ -305,6 +308,8 @@ def fit(
             lr=lr_now,
             seconds=time.perf_counter() - start,
         )
+        for callback in epoch_end:
+            callback(epoch, history)
         value = getattr(history, monitor)[-1]
         if plateau:
             scheduler.step(value)

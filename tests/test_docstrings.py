@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import os
 import pkgutil
 
 import numpy as np
@@ -31,5 +32,10 @@ def _globals() -> dict:
 def test_docstring_examples_run(module_name):
     module = importlib.import_module(module_name)
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-    result = doctest.testmod(module, extraglobs=_globals(), optionflags=flags, report=True)
+    saved = dict(os.environ)  # some examples set the cnnlab switches: put them back
+    try:
+        result = doctest.testmod(module, extraglobs=_globals(), optionflags=flags, report=True)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {module_name}"

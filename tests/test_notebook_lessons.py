@@ -28,8 +28,9 @@ def source(cell: dict) -> str:
 def solutions(path: Path) -> list[str]:
     blocks = []
     for cell in cells(path):
-        if cell["cell_type"] == "markdown" and "<details>" in source(cell):
-            blocks += re.findall(r"```python\n(.*?)```", source(cell), flags=re.S)
+        if cell["cell_type"] == "markdown":
+            for hidden in re.findall(r"<details>(.*?)</details>", source(cell), flags=re.S):
+                blocks += re.findall(r"```python\n(.*?)```", hidden, flags=re.S)
     return blocks
 
 
@@ -73,3 +74,40 @@ def test_solution_runs(path, index, code, monkeypatch):
     monkeypatch.setenv("CNNLAB_OFFLINE", os.environ.get("CNNLAB_OFFLINE", "1"))
     monkeypatch.chdir(path.parent)
     exec(compile(code, f"{path.name}:solution-{index + 1}", "exec"), {"__name__": "__solution__"})
+
+
+def _tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+RAISING = [p for p in LESSONS if any("raises-exception" in _tags(c) for c in cells(p))]
+
+
+@pytest.mark.parametrize("path", RAISING, ids=lambda p: p.name)
+def test_broken_cells_raise_what_they_announce_and_fixed_cells_run(path, monkeypatch):
+    """nbval lets a `raises-exception` cell pass whether or not it raises; here each such
+    cell must raise the exception named on its first line (`# raises: Name`), from the
+    real code path, and every other cell must run cleanly."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("CNNLAB_FAST", os.environ.get("CNNLAB_FAST", "1"))
+    monkeypatch.setenv("CNNLAB_OFFLINE", os.environ.get("CNNLAB_OFFLINE", "1"))
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()  # fmt: skip
+    checked = 0
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if "raises-exception" in _tags(cell):
+            announced = re.match(r"# raises: (\w+)", cell.source)
+            assert announced, f"cell {i} must start with '# raises: ExceptionName'"
+            assert [e.ename for e in errors] == [announced.group(1)], (
+                f"cell {i} should raise {announced.group(1)}, got {[e.ename for e in errors]}"
+            )
+            checked += 1
+        else:
+            assert not errors, f"cell {i} raised {errors[0].ename}: {errors[0].evalue}"
+    assert checked >= 10
