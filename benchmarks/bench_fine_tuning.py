@@ -21,12 +21,11 @@ network every epoch, and the head trained on features cached once (feature extra
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+from common import add_data_argument, machine_line, real_cifar10
 from torch import nn
 
 from cnnlab import seed_everything
@@ -36,15 +35,12 @@ from cnnlab.data import (
     class_subset,
     load_cifar10,
     make_loader,
-    prepare_cifar10_folder,
 )
 from cnnlab.engine import evaluate, fit
 from cnnlab.finetune import STRATEGIES, format_results, run_strategy
 from cnnlab.freezing import freeze_to
 from cnnlab.models import SmallResNet
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 SOURCE = ["airplane", "automobile", "bird", "cat", "deer"]
 TARGET = ["dog", "frog", "horse", "ship", "truck"]
 
@@ -108,12 +104,7 @@ def feature_extraction_speed(make_model, train, epochs: int) -> tuple[float, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        help="CIFAR-10 ImageFolder copy or .tar.gz (default: %(default)s)",
-    )
+    add_data_argument(parser)
     parser.add_argument("--pretrain-epochs", type=int, default=6)
     parser.add_argument("--per-class", type=int, default=200,
                         help="labelled target images per class")  # fmt: skip
@@ -123,10 +114,8 @@ def main() -> None:
     parser.add_argument("--source-cache", type=Path, default=None,
                         help="save the pretrained source weights here, or load them if present")  # fmt: skip
     args = parser.parse_args()
-    os.environ.pop("CNNLAB_OFFLINE", None)  # stand-in data would make these numbers meaningless
-    folder = prepare_cifar10_folder(args.data)
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, CPU", flush=True)  # fmt: skip
+    folder = real_cifar10(args.data)
+    print(machine_line("cpu"), flush=True)
 
     seed_everything(0)
     if args.source_cache is not None and args.source_cache.exists():

@@ -20,12 +20,11 @@ as a ratio to the seed's (taken in the same run, since machines are noisy).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+from common import add_data_argument, machine_line, real_cifar10
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets
@@ -37,13 +36,9 @@ from cnnlab.data import (
     cifar10_train_transform,
     load_cifar10,
     make_loader,
-    prepare_cifar10_folder,
 )
 from cnnlab.engine import evaluate, fit
 from cnnlab.models import SimpleCNN
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 
 def seed_data(folder: Path) -> tuple[DataLoader, DataLoader]:
@@ -113,26 +108,16 @@ def cnnlab_recipe(folder: Path, epochs: int, device: torch.device) -> tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        help="CIFAR-10 ImageFolder copy or .tar.gz (default: %(default)s)",
-    )
+    add_data_argument(parser)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    os.environ.pop("CNNLAB_OFFLINE", None)  # a benchmark on stand-in data would mean nothing
-
-    folder = prepare_cifar10_folder(args.data)
+    folder = real_cifar10(args.data)
     device = torch.device(args.device)
     print(
         f"# SimpleCNN, {args.epochs} epoch(s), Adam 1e-3, batch 32, real CIFAR-10 from {args.data}"
     )
-    print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
-    )
+    print(machine_line(device))
     rows = []
     recipes = (
         ("seed tutorial loop", seed_recipe),

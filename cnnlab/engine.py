@@ -12,13 +12,14 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checkpoints import load_checkpoint, save_checkpoint
 from .checks import check_labels
-from .data.loaders import batches
 from .freezing import keep_frozen_batchnorm_in_eval
 from .settings import get_device
 
@@ -125,7 +126,7 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    bar = tqdm(batches(loader), desc=desc, leave=False, disable=not progress)
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
     for step, (x, y) in enumerate(bar):
         x = x.to(device, non_blocking=True)
         with _autocast(device, amp_dtype):
@@ -185,7 +186,7 @@ def evaluate(
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     try:
-        for x, y in tqdm(batches(loader), desc="eval", leave=False, disable=not progress):
+        for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
             x = x.to(device, non_blocking=True)
             with _autocast(device, amp_dtype):
                 logits = model(x)
@@ -234,6 +235,8 @@ def fit(
     epoch_start: Sequence[Callable[[int], None]] = (),
     epoch_end: Sequence[Callable[[int, History], None]] = (),
     frozen_bn_eval: bool = True,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
     progress: bool = True,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs, evaluating after each, and return the History.
@@ -257,6 +260,11 @@ def fit(
         epoch_end: callables run as ``f(epoch, history)`` after each epoch, e.g.
             :class:`cnnlab.debug.TensorBoardLogger`.
         frozen_bn_eval: keep fully frozen BatchNorm layers in eval mode while training.
+        checkpoint: a file to save a full training checkpoint to after every epoch
+            (atomically: an interrupted save keeps the previous one).
+        resume: continue from ``checkpoint`` when it exists: model, optimizer, scheduler,
+            History, random generators and the loader's shuffling order are restored,
+            so the run ends exactly as an uninterrupted one would (on CPU).
         progress: show ``tqdm`` progress bars.
 
     Example:
@@ -282,8 +290,20 @@ def fit(
 
     history = History()
     best_value, best_state, stale = None, None, 0
+    generator = getattr(train_loader, "generator", None)
+    first_epoch = 1
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler, restore_rng=True,
+                                loader_generator=generator)  # fmt: skip
+        history = History(**state["history"])
+        first_epoch = state["epoch"] + 1
+        best_value, stale = state["extra"]["best_value"], state["extra"]["stale"]
+        best_state = state["extra"]["best_state"]
+        if progress:
+            tqdm.write(f"resumed from {checkpoint} after epoch {state['epoch']}")
     better = (lambda a, b: a > b) if monitor.endswith("acc") else (lambda a, b: a < b)
-    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
+    bar = tqdm(range(first_epoch, epochs + 1), desc="epochs", disable=not progress,
+               initial=first_epoch - 1, total=epochs)  # fmt: skip
     for epoch in bar:
         for callback in epoch_start:
             callback(epoch)
@@ -325,10 +345,15 @@ def fit(
                 best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-            if early_stopping is not None and stale >= early_stopping:
-                if progress:
-                    tqdm.write(f"early stopping: no better {monitor} for {stale} epochs")
-                break
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, history,
+                            extra={"best_value": best_value, "stale": stale,
+                                   "best_state": best_state},
+                            loader_generator=generator)  # fmt: skip
+        if early_stopping is not None and stale >= early_stopping:
+            if progress:
+                tqdm.write(f"early stopping: no better {monitor} for {stale} epochs")
+            break
     if keep_best and best_state is not None:
         model.load_state_dict(best_state)
     return history

@@ -10,8 +10,6 @@ import torch
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 from torch import nn
 
-from .data.loaders import batches
-
 
 @dataclass
 class Predictions:
@@ -42,7 +40,7 @@ def predict_loader(
     model.eval()
     trues, probs = [], []
     try:
-        for x, y in batches(loader):
+        for x, y in loader:
             logits = model(x.to(device))
             probs.append(torch.softmax(logits.float(), dim=-1).cpu())
             trues.append(torch.as_tensor(y).cpu())

@@ -13,7 +13,6 @@ import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
-from .data.loaders import batches
 from .data.transforms import CIFAR10_MEAN, CIFAR10_STD, denormalize
 from .engine import History
 
@@ -166,7 +165,7 @@ def show_misclassified(
     model.eval()
     wrong_x, wrong_y, wrong_p = [], [], []
     try:
-        for x, y in batches(loader):
+        for x, y in loader:
             pred = model(x.to(device)).argmax(dim=-1).cpu()
             miss = pred != y
             wrong_x.append(x[miss])

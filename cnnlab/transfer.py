@@ -26,7 +26,6 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from . import settings
-from .data.loaders import batches
 from .errors import CnnlabError
 
 # Where each family keeps its final Linear layer: (attribute path to the Linear).
@@ -285,7 +284,7 @@ def extract_features(
     device = torch.device(device) if device is not None else settings.get_device()
     backbone.eval().to(device)
     features, labels = [], []
-    for x, y in tqdm(batches(loader), desc="features", leave=False, disable=not progress):
+    for x, y in tqdm(loader, desc="features", leave=False, disable=not progress):
         features.append(backbone(x.to(device)).flatten(1).float().cpu())
         labels.append(torch.as_tensor(y))
     if not features:

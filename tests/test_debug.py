@@ -180,7 +180,9 @@ def test_dead_relu_vanishing_and_exploding_gradients_are_named():
 
     deep = nn.Sequential(*[m for _ in range(25) for m in (nn.Linear(4, 4), nn.Sigmoid())],
                          nn.Linear(4, 2))  # fmt: skip
-    assert any(w.startswith("vanishing gradient in '0'") for w in layer_stats(deep, (x, y)).warnings)
+    assert any(
+        w.startswith("vanishing gradient in '0'") for w in layer_stats(deep, (x, y)).warnings
+    )
 
     exploding = nn.Sequential(*[nn.Linear(4, 4) for _ in range(6)], nn.Linear(4, 2))
     with torch.no_grad():

@@ -4,7 +4,6 @@ from .cifar10 import CIFAR10_CLASSES, load_cifar10, prepare_cifar10_folder
 from .folder import CheckedImageFolder, extract_archive, load_image_folder
 from .loaders import (
     ClassSubset,
-    batches,
     class_subset,
     default_num_workers,
     make_loader,
@@ -33,7 +32,6 @@ __all__ = [
     "CheckedImageFolder",
     "ClassSubset",
     "StandInCIFAR10",
-    "batches",
     "cifar10_eval_transform",
     "cifar10_train_transform",
     "class_subset",

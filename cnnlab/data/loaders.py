@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
@@ -118,28 +117,6 @@ def class_subset(
         mine = order[targets[order] == old]
         chosen += mine[:per_class].tolist() if per_class is not None else mine.tolist()
     return ClassSubset(dataset, sorted(chosen), list(classes), relabel)
-
-
-def batches(loader: Iterable) -> Iterator:
-    """Iterate over ``loader`` and stop its worker processes as soon as it is used up.
-
-    PyTorch stops a DataLoader's workers when the garbage collector deletes the
-    iterator, which may be much later. Until then the idle workers are copied into every
-    new worker forked for the next loader, and in a Jupyter kernel that can stall a later
-    cell for seconds. cnnlab's loops (``fit``, ``evaluate``, ...) iterate through this.
-
-    Example:
-        >>> loader = make_loader(StandInCIFAR10(size=8, transform=cifar10_eval_transform()), 4)
-        >>> sum(len(y) for _, y in batches(loader))
-        8
-    """
-    iterator = iter(loader)
-    try:
-        yield from iterator
-    finally:
-        shutdown = getattr(iterator, "_shutdown_workers", None)
-        if shutdown is not None and not getattr(loader, "persistent_workers", False):
-            shutdown()
 
 
 def _in_notebook() -> bool:

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.loaders import batches
-
 
 @dataclass
 class LRFinderResult:
@@ -74,7 +72,7 @@ def lr_find(
     model.train()
     try:
         while len(lrs) < steps:
-            for x, y in batches(loader):
+            for x, y in loader:
                 lr = start_lr * factor ** len(lrs)
                 for group in optimizer.param_groups:
                     group["lr"] = lr

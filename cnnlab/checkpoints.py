@@ -1,0 +1,225 @@
+"""Saving and loading: weights (``state_dict``), and full training checkpoints that resume.
+
+Two rules, both for safety:
+
+- **Writes are atomic.** A checkpoint is written to a temporary file in the same folder
+  and renamed over the old one, so an interrupted save (a crash, Ctrl-C, a full disk)
+  leaves the previous checkpoint intact instead of a truncated file.
+- **Loads never run code.** ``torch.load(..., weights_only=True)`` only rebuilds tensors
+  and plain containers. A pickled *model object* can carry arbitrary code that runs
+  while it is unpickled; such a file is refused with an explanation.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "simplecnn.pt"
+    >>> save_weights(SimpleCNN(), path).name
+    'simplecnn.pt'
+    >>> model = load_weights(SimpleCNN(), path)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import CnnlabError
+
+FORMAT = "cnnlab-checkpoint-1"
+
+
+class CheckpointError(CnnlabError, RuntimeError):
+    """A checkpoint could not be read safely, or does not fit the model."""
+
+
+def atomic_save(obj: object, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``.
+
+    The rename is atomic on the same file system, so readers see the old file or the
+    new one, never half of one.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> atomic_save({"step": 1}, pathlib.Path(tempfile.mkdtemp()) / "state.pt").name
+        'state.pt'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> object:
+    """``torch.load(path, weights_only=True)``, with errors that say what happened.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = atomic_save({"w": torch.ones(2)}, pathlib.Path(tempfile.mkdtemp()) / "w.pt")
+        >>> safe_load(p)["w"]
+        tensor([1., 1.])
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: check the path (and that training "
+                              "saved one).")  # fmt: skip
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path} is not a plain weights file: it contains pickled Python objects, which "
+            "could run arbitrary code when loaded, so it was refused (weights_only=True). "
+            "If you made this file yourself with torch.save(model), load it once with "
+            "torch.load(path, weights_only=False) in a trusted setting and re-save "
+            f"model.state_dict(). Details: {error}"
+        ) from error
+    except (RuntimeError, EOFError) as error:
+        raise CheckpointError(f"{path} is damaged or not a PyTorch file ({error}); use an "
+                              "earlier checkpoint.") from error  # fmt: skip
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Save ``model.state_dict()`` atomically: the recommended way to keep weights.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> save_weights(nn.Linear(2, 1), pathlib.Path(tempfile.mkdtemp()) / "w.pt").suffix
+        '.pt'
+    """
+    return atomic_save(model.state_dict(), path)
+
+
+def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
+    """Load weights saved by :func:`save_weights` (or any ``state_dict`` file) safely.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = save_weights(nn.Linear(2, 1), pathlib.Path(tempfile.mkdtemp()) / "w.pt")
+        >>> load_weights(nn.Linear(2, 1), p)
+        Linear(in_features=2, out_features=1, bias=True)
+    """
+    state = safe_load(path)
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        state = state["model"]
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights in {path} do not fit this model: build the model "
+                              f"with the same architecture and number of classes.\n{error}") from error  # fmt: skip
+    return model
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(state["python"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: object | None = None,
+    epoch: int = 0,
+    history: object | None = None,
+    extra: dict | None = None,
+    loader_generator: torch.Generator | None = None,
+) -> Path:
+    """Write everything needed to resume training, atomically.
+
+    Saved: model, optimizer and scheduler states, the epoch, the History, the random
+    number generators (torch, NumPy, Python, CUDA, and the loader's shuffling generator),
+    the cnnlab and torch versions, and ``extra`` (class names, preprocessing settings:
+    plain values only).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> model = nn.Linear(2, 1); opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> p = save_checkpoint(pathlib.Path(tempfile.mkdtemp()) / "ckpt.pt", model, opt, epoch=3,
+        ...                     extra={"classes": ["cat", "dog"]})
+        >>> load_checkpoint(p, nn.Linear(2, 1))["extra"]
+        {'classes': ['cat', 'dog']}
+    """
+    from . import __version__
+
+    history_dict = ({f.name: list(getattr(history, f.name)) for f in fields(history)}
+                    if history is not None else None)  # fmt: skip
+    state = {
+        "format": FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": epoch,
+        "history": history_dict,
+        "rng": _rng_state(),
+        "loader_generator": loader_generator.get_state() if loader_generator is not None else None,
+        "versions": {"cnnlab": str(__version__), "torch": str(torch.__version__)},
+        "extra": extra or {},
+    }
+    return atomic_save(state, path)
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: object | None = None,
+    restore_rng: bool = False,
+    loader_generator: torch.Generator | None = None,
+) -> dict:
+    """Load a checkpoint from :func:`save_checkpoint` into ``model`` (and the optimizer and
+    scheduler when given) and return the whole dictionary (``epoch``, ``history``,
+    ``extra``, ``versions``). With ``restore_rng`` the random generators continue where
+    they were, so that a resumed run repeats the uninterrupted one exactly.
+
+    Example:
+        >>> state = load_checkpoint("checkpoints/last.pt", model, optimizer)  # doctest: +SKIP
+        >>> state["epoch"]  # doctest: +SKIP
+        3
+    """
+    state = safe_load(path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a cnnlab training checkpoint; for a plain "
+                              "state_dict use load_weights(model, path).")  # fmt: skip
+    load_weights_from = state["model"]
+    try:
+        model.load_state_dict(load_weights_from)
+    except RuntimeError as error:
+        raise CheckpointError(f"the checkpoint {path} does not fit this model: {error}") from error
+    if optimizer is not None and state["optimizer"] is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if restore_rng:
+        _set_rng_state(state["rng"])
+        if loader_generator is not None and state["loader_generator"] is not None:
+            loader_generator.set_state(state["loader_generator"])
+    return state

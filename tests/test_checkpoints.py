@@ -1,0 +1,143 @@
+"""Checkpoints: round trips, exact resume, atomic writes, and refusal of pickled code."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab import seed_everything
+from cnnlab.checkpoints import (
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    load_weights,
+    safe_load,
+    save_checkpoint,
+    save_weights,
+)
+from cnnlab.data import StandInCIFAR10, cifar10_eval_transform, cifar10_train_transform, make_loader
+from cnnlab.engine import History, fit
+from cnnlab.models import SimpleCNN
+
+
+def test_weights_round_trip(tmp_path):
+    seed_everything(0)
+    model = SimpleCNN()
+    save_weights(model, tmp_path / "w.pt")
+    copy = load_weights(SimpleCNN(), tmp_path / "w.pt")
+    for a, b in zip(model.state_dict().values(), copy.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_weights_that_do_not_fit_say_why(tmp_path):
+    save_weights(SimpleCNN(num_classes=10), tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="same architecture and number of classes"):
+        load_weights(SimpleCNN(num_classes=5), tmp_path / "w.pt")
+
+
+def test_checkpoint_round_trip_restores_everything(tmp_path):
+    seed_everything(0)
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    history = History()
+    history.append(epoch=1, train_loss=1.0, train_acc=0.5, val_loss=None, val_acc=None,
+                   lr=0.01, seconds=1.0)  # fmt: skip
+    path = save_checkpoint(tmp_path / "c.pt", model, optimizer, scheduler, epoch=1,
+                           history=history, extra={"classes": ["a", "b"]})  # fmt: skip
+    model2 = nn.Linear(3, 2)
+    optimizer2 = torch.optim.Adam(model2.parameters(), lr=0.01)
+    scheduler2 = torch.optim.lr_scheduler.StepLR(optimizer2, step_size=1, gamma=0.5)
+    state = load_checkpoint(path, model2, optimizer2, scheduler2)
+    assert torch.equal(model.weight, model2.weight)
+    assert optimizer2.param_groups[0]["lr"] == pytest.approx(0.005)
+    assert torch.equal(optimizer.state_dict()["state"][0]["exp_avg"],
+                       optimizer2.state_dict()["state"][0]["exp_avg"])  # fmt: skip
+    assert state["epoch"] == 1 and History(**state["history"]).train_loss == [1.0]
+    assert state["extra"] == {"classes": ["a", "b"]}
+    assert state["versions"]["torch"] == torch.__version__
+
+
+def _run(tmp_path, epochs, checkpoint=None, resume=False):
+    """A seeded run with augmentation (random crops) and shuffling, both drawing random
+    numbers that a resume must restore."""
+    seed_everything(0)
+    train = StandInCIFAR10(train=True, size=256, transform=cifar10_train_transform())
+    test = StandInCIFAR10(train=False, size=64, transform=cifar10_eval_transform())
+    model = SimpleCNN()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    return fit(model, make_loader(train, 64, shuffle=True, seed=3, num_workers=0),
+               make_loader(test, 64, num_workers=0), epochs=epochs, optimizer=optimizer,
+               scheduler=scheduler, device="cpu", progress=False, checkpoint=checkpoint,
+               resume=resume)  # fmt: skip
+
+
+def test_resume_gives_the_same_history_as_an_uninterrupted_run(tmp_path):
+    straight = _run(tmp_path, epochs=4)
+    path = tmp_path / "run.pt"
+    _run(tmp_path, epochs=2, checkpoint=path)  # "interrupted" after epoch 2
+    seed_everything(123)  # a new session: the generators are anywhere
+    resumed = _run(tmp_path, epochs=4, checkpoint=path, resume=True)
+    assert resumed.epoch == [1, 2, 3, 4]
+    for name in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        assert getattr(resumed, name) == getattr(straight, name), name
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    save_weights(nn.Linear(2, 2), path)
+    good = path.read_bytes()
+
+    def crash_halfway(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip file")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of writing
+
+    monkeypatch.setattr(torch, "save", crash_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"w": torch.ones(3)}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    load_weights(nn.Linear(2, 2), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+
+
+class Payload:
+    """A pickle that runs code when loaded (here: only records that it ran)."""
+
+    def __reduce__(self):
+        return (print, ("pwned: this ran while unpickling",))
+
+
+def test_a_malicious_pickle_is_refused(tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    with open(path, "wb") as f:
+        torch.save({"model": Payload()}, f, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match="could run arbitrary code") as info:
+        safe_load(path)
+    assert "pwned" not in capsys.readouterr().out
+    assert "state_dict" in str(info.value)
+
+
+def test_a_whole_model_pickle_is_refused_with_the_way_out(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(SimpleCNN(), path)  # the seed tutorial's way
+    with pytest.raises(CheckpointError, match=r"re-save\s+model.state_dict\(\)"):
+        load_weights(SimpleCNN(), path)
+
+
+def test_damaged_and_missing_files_are_named(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="damaged"):
+        safe_load(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        safe_load(tmp_path / "missing.pt")
+    save_weights(nn.Linear(1, 1), tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="load_weights"):
+        load_checkpoint(tmp_path / "plain.pt", nn.Linear(1, 1))
