@@ -1,0 +1,60 @@
+"""Exports match the eager model within 1e-4 on real inputs, and a mismatch is caught."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab import seed_everything
+from cnnlab.export import (
+    ExportParityError,
+    check_parity,
+    export_onnx,
+    export_torchscript,
+    onnx_session,
+)
+from cnnlab.models import SimpleCNN
+
+
+@pytest.fixture(scope="module")
+def trained(standin_train):
+    """A SimpleCNN after a few steps (not fresh weights) and a batch of real stand-in images."""
+    from cnnlab.data import make_loader
+    from cnnlab.engine import fit
+
+    seed_everything(0)
+    model = SimpleCNN()
+    loader = make_loader(standin_train, 64, shuffle=True, seed=0, num_workers=0)
+    fit(model, [next(iter(loader))] * 3, epochs=1, device="cpu", progress=False)
+    images, _ = next(iter(loader))
+    return model.eval(), images[:8]
+
+
+def test_torchscript_export_matches_eager(trained, tmp_path):
+    model, images = trained
+    report = export_torchscript(model, tmp_path / "m.ts", images)
+    assert report.max_abs_diff <= 1e-4 and report.size_bytes > 1e6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream
+        loaded = torch.jit.load(str(tmp_path / "m.ts"))
+    assert (loaded(images) - model(images)).abs().max() <= 1e-4
+
+
+def test_onnx_export_matches_eager_at_any_batch_size(trained, tmp_path):
+    model, images = trained
+    report = export_onnx(model, tmp_path / "m.onnx", images)
+    assert report.max_abs_diff <= 1e-4 and report.inputs_checked == 9
+    assert report.opset is not None and report.opset >= 17
+    session = onnx_session(tmp_path / "m.onnx")
+    out = session.run(None, {"images": images[:3].numpy()})[0]
+    assert out.shape == (3, 10)
+    assert "onnx" in str(report) and "opset" in str(report)
+
+
+def test_a_mismatch_is_caught():
+    net = nn.Linear(3, 2).eval()
+    with pytest.raises(ExportParityError, match="differs from the eager model"):
+        check_parity(net, lambda x: net(x) + 1e-2, torch.randn(4, 3))
