@@ -13,6 +13,7 @@ import pkgutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import cnnlab
@@ -21,7 +22,7 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(cnnlab.__path__, "cnnlab.
 
 
 def _globals() -> dict:
-    names = {"torch": torch, "nn": nn, "np": np}
+    names = {"torch": torch, "nn": nn, "np": np, "Image": Image}
     for module_name in ("cnnlab.data", "cnnlab.models", "cnnlab.engine", "cnnlab.settings"):
         module = importlib.import_module(module_name)
         names |= {k: getattr(module, k) for k in dir(module) if not k.startswith("_")}
