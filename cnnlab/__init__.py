@@ -9,6 +9,13 @@ Modules, one job each:
 - :mod:`cnnlab.metrics` -- predictions, confusion matrix, per-class accuracy
 - :mod:`cnnlab.plots` -- image grids, learning curves, confusion matrices, mistakes
 - :mod:`cnnlab.checks` -- input and label checks with messages that say what to do
+- :mod:`cnnlab.transfer` -- pretrained torchvision models, new heads, ImageNet predictions
+- :mod:`cnnlab.freezing` -- freeze/unfreeze, layer groups, discriminative LRs, gradual unfreezing
+- :mod:`cnnlab.finetune` -- fine-tuning strategies measured side by side
+- :mod:`cnnlab.debug` -- shape traces, batch checks, overfit one batch, LR finder, TensorBoard
+- :mod:`cnnlab.checkpoints` -- safe weights and training checkpoints that resume
+- :mod:`cnnlab.export` -- TorchScript and ONNX export with parity checks
+- :mod:`cnnlab.inference` -- top-k predictions with the stored preprocessing
 """
 
 from importlib.metadata import PackageNotFoundError, version
