@@ -38,7 +38,7 @@ def test_environment_yml_matches_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
     conda = {}
     for dep in env["dependencies"]:
-        if isinstance(dep, str) and not dep.startswith(("python", "pip")):
+        if isinstance(dep, str) and _split(dep)[0] not in ("python", "pip"):
             name, spec = _split(dep)
             conda[CONDA_NAMES.get(name, name)] = spec
     assert conda == wanted, "environment.yml and pyproject.toml list different packages or ranges"
