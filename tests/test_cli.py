@@ -19,9 +19,20 @@ def switches(clean_env):
     return clean_env
 
 
-def test_train_evaluate_predict_export(switches, tmp_path, capsys):
-    model = tmp_path / "m.pt"
-    assert main(["train", "--epochs", "1", "--batch-size", "64", "--out", str(model)]) == 0
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One smoke-sized `cnnlab train` run, shared by the tests that only read its output."""
+    folder = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CNNLAB_FAST", "1")
+        env.setenv("CNNLAB_OFFLINE", "1")
+        assert main(["train", "--epochs", "1", "--batch-size", "64",
+                     "--out", str(folder / "m.pt")]) == 0  # fmt: skip
+    return folder / "m.pt"
+
+
+def test_train_evaluate_predict_export(switches, trained, capsys):
+    model, tmp_path = trained, trained.parent
     assert model.exists() and (tmp_path / "m-training.pt").exists()
     assert main(["evaluate", str(model)]) == 0
     assert "test accuracy" in capsys.readouterr().out
@@ -50,13 +61,12 @@ def test_train_resumes_from_its_checkpoint(switches, tmp_path, capsys):
     assert state["epoch"] == 2 and state["history"]["epoch"] == [1, 2]
 
 
-def test_serve_binds_to_loopback_by_default(monkeypatch, tmp_path, switches):
+def test_serve_binds_to_loopback_by_default(monkeypatch, trained, switches):
     import uvicorn
 
-    main(["train", "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "m.pt")])
     calls = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port: calls.update(host=host, port=port))
-    assert main(["serve", str(tmp_path / "m.pt")]) == 0
+    assert main(["serve", str(trained)]) == 0
     assert calls == {"host": "127.0.0.1", "port": 8000}
 
 
