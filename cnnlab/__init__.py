@@ -16,6 +16,9 @@ Modules, one job each:
 - :mod:`cnnlab.checkpoints` -- safe weights and training checkpoints that resume
 - :mod:`cnnlab.export` -- TorchScript and ONNX export with parity checks
 - :mod:`cnnlab.inference` -- top-k predictions with the stored preprocessing
+- :mod:`cnnlab.quantize` -- int8 quantization of ONNX models, size and accuracy compared
+- :mod:`cnnlab.serve` -- the FastAPI web API
+- :mod:`cnnlab.cli` -- the ``cnnlab`` command (train, evaluate, predict, export, serve)
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -4,7 +4,7 @@ cnnlab train --epochs 10 --out models/simplecnn.pt      # CIFAR-10 (switches app
 cnnlab train --folder my_photos --model SmallResNet     # your own train/ and test/
 cnnlab evaluate models/simplecnn.pt
 cnnlab predict models/simplecnn.pt cat.jpg dog.png
-cnnlab export models/simplecnn.pt --format onnx
+cnnlab export models/simplecnn.pt --format onnx --quantize static
 cnnlab serve models/simplecnn.pt                        # http://127.0.0.1:8000
 """
 
@@ -97,19 +97,34 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    """Export to ONNX or TorchScript with a parity check."""
+    """Export to ONNX or TorchScript with a parity check on real test images; optionally
+    quantize the ONNX file to int8 and report size and accuracy before and after."""
     import torch
 
+    from .data import make_loader, subset
     from .export import export_onnx, export_torchscript
     from .inference import Predictor
+    from .settings import choose
 
+    if args.quantize and args.format != "onnx":
+        raise SystemExit("--quantize works on ONNX exports: add --format onnx.")
     predictor = Predictor.load(args.model_file)
-    size = predictor.preprocessing.size
-    example = torch.randn(4, 3, size, size)
+    transform = predictor.preprocessing.transform()
+    train_set, test_set = _datasets(args, transform, transform)
+    example = torch.stack([test_set[i][0] for i in range(min(8, len(test_set)))])
     suffix = ".onnx" if args.format == "onnx" else ".ts"
     out = Path(args.out) if args.out else Path(args.model_file).with_suffix(suffix)
     export = export_onnx if args.format == "onnx" else export_torchscript
     print(export(predictor.model, out, example))
+    if args.quantize:
+        from .quantize import quantize_onnx
+
+        count = min(256, len(train_set))
+        calibration = torch.stack([train_set[i][0] for i in range(count)])
+        test_loader = make_loader(subset(test_set, choose(None, 256)), 256)
+        target = out.with_name(f"{out.stem}.{args.quantize}-int8.onnx")
+        print(quantize_onnx(out, target, calibration, mode=args.quantize,
+                            eval_loader=test_loader))  # fmt: skip
     return 0
 
 
@@ -171,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_file")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     p.add_argument("--out", help="output file (default: next to the model)")
+    p.add_argument("--quantize", choices=("dynamic", "static"),
+                   help="also write an int8 copy of the ONNX file and compare accuracy")  # fmt: skip
+    data_options(p)
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("serve", help="serve the model over HTTP", description=cmd_serve.__doc__)

@@ -264,7 +264,9 @@ def fit(
             (atomically: an interrupted save keeps the previous one).
         resume: continue from ``checkpoint`` when it exists: model, optimizer, scheduler,
             History, random generators and the loader's shuffling order are restored,
-            so the run ends exactly as an uninterrupted one would (on CPU).
+            so the run ends exactly as an uninterrupted one would (on CPU, with
+            ``num_workers=0``: the random state of worker processes, which drives data
+            augmentation there, cannot be saved; a warning says so).
         progress: show ``tqdm`` progress bars.
 
     Example:
@@ -299,6 +301,15 @@ def fit(
         first_epoch = state["epoch"] + 1
         best_value, stale = state["extra"]["best_value"], state["extra"]["stale"]
         best_state = state["extra"]["best_state"]
+        workers = getattr(train_loader, "num_workers", 0)
+        if workers:
+            warnings.warn(
+                f"resuming with num_workers={workers}: the worker processes' random state "
+                "(random augmentation, shuffling seeds) is not in the checkpoint, so the "
+                "resumed epochs differ slightly from an uninterrupted run. Build the loader "
+                "with num_workers=0 when you need an exact repeat.",
+                stacklevel=2,
+            )
         if progress:
             tqdm.write(f"resumed from {checkpoint} after epoch {state['epoch']}")
     better = (lambda a, b: a > b) if monitor.endswith("acc") else (lambda a, b: a < b)

@@ -93,7 +93,9 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, atol:
                 dynamic_batch: bool = True) -> ExportReport:  # fmt: skip
     """Export ``model`` to ONNX (the installed torch's exporter and default opset), load it
     in ONNX Runtime and check parity on ``example`` (and, with ``dynamic_batch``, on a
-    batch of another size).
+    batch of another size). The weights are stored inside the one ``.onnx`` file (no
+    ``.onnx.data`` beside it), so the file can be copied on its own; ONNX allows that up to
+    2 GB.
 
     Example:
         >>> report = export_onnx(SimpleCNN().eval(), "model.onnx", example)  # doctest: +SKIP
@@ -110,7 +112,8 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, atol:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(path), input_names=["images"],
-                          output_names=["logits"], dynamic_shapes=shapes, dynamo=True)  # fmt: skip
+                          output_names=["logits"], dynamic_shapes=shapes, dynamo=True,
+                          external_data=False)  # fmt: skip
     session = onnx_session(path)
     run = lambda x: session.run(None, {"images": x.numpy()})[0]  # noqa: E731
     diff = check_parity(model, run, example, atol, "ONNX export")

@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 from .errors import CorruptImageError
 from .inference import Predictor
@@ -86,7 +87,8 @@ def create_app(predictor: Predictor, max_bytes: int = DEFAULT_MAX_BYTES):
         if not data:
             raise HTTPException(400, "the upload is empty: send an image file as 'file'")
         try:
-            top = predictor.predict(data, k=k)
+            # in a worker thread, so the event loop keeps answering (/health) meanwhile
+            top = await run_in_threadpool(predictor.predict, data, k=k)
         except CorruptImageError as error:
             raise HTTPException(415, str(error)) from error
         except Image.DecompressionBombError as error:

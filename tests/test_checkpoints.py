@@ -90,6 +90,17 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(tmp_path):
         assert getattr(resumed, name) == getattr(straight, name), name
 
 
+def test_resuming_with_worker_processes_warns_that_it_is_not_exact(tmp_path):
+    train = StandInCIFAR10(train=True, size=64, transform=cifar10_train_transform())
+    path = tmp_path / "run.pt"
+    fit(SimpleCNN(), make_loader(train, 32, num_workers=0), epochs=1, device="cpu",
+        progress=False, checkpoint=path)  # fmt: skip
+    loader = make_loader(train, 32, shuffle=True, seed=0, num_workers=1)
+    with pytest.warns(UserWarning, match="num_workers=0 when you need an exact repeat"):
+        fit(SimpleCNN(), loader, epochs=2, device="cpu", progress=False, checkpoint=path,
+            resume=True)  # fmt: skip
+
+
 def test_an_interrupted_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
     path = tmp_path / "c.pt"
     save_weights(nn.Linear(2, 2), path)

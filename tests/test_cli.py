@@ -45,8 +45,13 @@ def test_train_evaluate_predict_export(switches, trained, capsys):
     assert main(["predict", str(model), str(tmp_path / "broken.jpg")]) == 1
     assert "broken.jpg" in capsys.readouterr().err
 
-    assert main(["export", str(model), "--format", "onnx"]) == 0
-    assert (tmp_path / "m.onnx").exists() and "max |difference|" in capsys.readouterr().out
+    assert main(["export", str(model), "--format", "onnx", "--quantize", "dynamic"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "m.onnx").exists() and "max |difference|" in out
+    assert (tmp_path / "m.dynamic-int8.onnx").exists() and "dynamic int8" in out
+    assert "accuracy" in out and "smaller" in out
+    with pytest.raises(SystemExit, match="--format onnx"):
+        main(["export", str(model), "--format", "torchscript", "--quantize", "static"])
 
 
 def test_train_resumes_from_its_checkpoint(switches, tmp_path, capsys):

@@ -54,6 +54,16 @@ def test_onnx_export_matches_eager_at_any_batch_size(trained, tmp_path):
     assert "onnx" in str(report) and "opset" in str(report)
 
 
+def test_onnx_export_is_one_self_contained_file(trained, tmp_path):
+    model, images = trained
+    report = export_onnx(model, tmp_path / "export" / "m.onnx", images, dynamic_batch=False)
+    assert [p.name for p in (tmp_path / "export").iterdir()] == ["m.onnx"]
+    assert report.size_bytes > 0.9 * 4 * sum(p.numel() for p in model.parameters())
+    moved = tmp_path / "m.onnx"
+    (tmp_path / "export" / "m.onnx").rename(moved)
+    assert onnx_session(moved).run(None, {"images": images.numpy()})[0].shape == (8, 10)
+
+
 def test_a_mismatch_is_caught():
     net = nn.Linear(3, 2).eval()
     with pytest.raises(ExportParityError, match="differs from the eager model"):

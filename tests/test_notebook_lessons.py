@@ -81,6 +81,7 @@ def _tags(cell: dict) -> list[str]:
 
 
 RAISING = [p for p in LESSONS if any("raises-exception" in _tags(c) for c in cells(p))]
+MIN_BROKEN_CELLS = {"05_debugging.ipynb": 10}  # the debugging lesson reproduces many errors
 
 
 @pytest.mark.parametrize("path", RAISING, ids=lambda p: p.name)
@@ -110,4 +111,4 @@ def test_broken_cells_raise_what_they_announce_and_fixed_cells_run(path, monkeyp
             checked += 1
         else:
             assert not errors, f"cell {i} raised {errors[0].ename}: {errors[0].evalue}"
-    assert checked >= 10
+    assert checked >= MIN_BROKEN_CELLS.get(path.name, 1)
