@@ -17,7 +17,8 @@ also what you would deploy.
 Example:
     >>> report = quantize_onnx("model.onnx", "model.int8.onnx", calibration)  # doctest: +SKIP
     >>> print(report)  # doctest: +SKIP
-    static int8 model.int8.onnx: 4.6 MB -> 1.2 MB (3.9x smaller); accuracy 61.2% -> 60.9%
+    static int8 model.int8.onnx: 4.6 MB -> 1.2 MB (3.9x smaller); top-1 agrees with float on
+    98.4% of the check images, max |logit difference| 0.086; accuracy 48.35% -> 48.35%
 """
 
 from __future__ import annotations
