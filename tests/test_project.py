@@ -118,6 +118,36 @@ def test_a_raising_notebook_cell_fails_the_run(tmp_path):
     assert "1 failed, 1 passed" in out.stdout and "boom" in out.stdout
 
 
+def test_a_broken_cell_must_raise_what_it_announces(tmp_path):
+    """nbval alone passes a `raises-exception` cell that raises nothing; our conftest does not."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    def broken(text):
+        return new_code_cell(text, metadata={"tags": ["raises-exception"]})
+
+    nb = new_notebook(cells=[
+        broken("# raises: ZeroDivisionError\n1 / 0"),
+        broken("# raises: ZeroDivisionError\n1 / 1"),
+        broken("# raises: KeyError\n[][0]"),
+        broken("{}['missing']"),
+    ])  # fmt: skip
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}  # fmt: skip
+    nbformat.write(nb, tmp_path / "lesson.ipynb")
+    (tmp_path / "conftest.py").write_text((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+         "-q", "lesson.ipynb"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "3 failed, 1 passed" in out.stdout, out.stdout[-3000:]
+    assert "announces ZeroDivisionError but raised nothing" in out.stdout
+    assert "announces KeyError but raised ['IndexError']" in out.stdout
+    assert "must start with '# raises: ExceptionName'" in out.stdout
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
