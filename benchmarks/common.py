@@ -1,16 +1,23 @@
-"""What every benchmark shares: where the real CIFAR-10 copy is, and a line describing
-the machine, printed above the figures so that they are never read without it."""
+"""What every benchmark shares: where the real CIFAR-10 copy is, a line describing the
+machine, printed above the figures so that they are never read without it, and the seed
+tutorial's recipe that other pipelines are measured against."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision import transforms as T
 
 from cnnlab.data import prepare_cifar10_folder
+from cnnlab.models import SimpleCNN
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
@@ -33,3 +40,45 @@ def machine_line(device: str | torch.device = "cpu") -> str:
     """``# x86_64, 2 cores, torch 2.x, 2 threads, device cpu``"""
     return (f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")  # fmt: skip
+
+
+def seed_data(folder: Path) -> tuple[DataLoader, DataLoader]:
+    """The tutorial's data pipeline: PIL transforms, batch 32, two workers."""
+    norm = T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    train_tf = T.Compose([T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    test_tf = T.Compose([T.ToTensor(), norm])
+    train_set = datasets.ImageFolder(str(folder / "train"), transform=train_tf)
+    test_set = datasets.ImageFolder(str(folder / "test"), transform=test_tf)
+    return (
+        DataLoader(train_set, batch_size=32, shuffle=True, num_workers=2),
+        DataLoader(test_set, batch_size=32, shuffle=False, num_workers=2),
+    )
+
+
+def seed_recipe(folder: Path, epochs: int, device: torch.device) -> tuple[float, float]:
+    """The tutorial's plain loop; returns (training images/s, test accuracy)."""
+    train_loader, test_loader = seed_data(folder)
+    train_set = train_loader.dataset
+
+    model = SimpleCNN().to(device)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    seconds = 0.0
+    for _ in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        for images, labels in train_loader:
+            images, labels = images.to(device), labels.to(device)
+            optimizer.zero_grad()
+            loss = criterion(model(images), labels)
+            loss.backward()
+            optimizer.step()
+        seconds += time.perf_counter() - start
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in test_loader:
+            predicted = model(images.to(device)).argmax(1).cpu()
+            correct += int((predicted == labels).sum())
+            total += labels.numel()
+    return epochs * len(train_set) / seconds, correct / total

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .checkpoints import load_checkpoint, save_checkpoint
 from .checks import check_labels
 from .freezing import keep_frozen_batchnorm_in_eval
+from .progress import progress as progress_bar
 from .settings import get_device
 
 
@@ -106,6 +107,7 @@ def train_one_epoch(
     progress: bool = True,
     desc: str = "train",
     frozen_bn_eval: bool = True,
+    channels_last: bool = False,
 ) -> EpochResult:
     """Train ``model`` for one pass over ``loader`` and return mean loss and accuracy.
 
@@ -114,6 +116,8 @@ def train_one_epoch(
     ``amp_dtype`` (``torch.bfloat16`` or ``torch.float16``) turns on mixed precision;
     float16 needs a ``scaler``. With ``frozen_bn_eval`` (the default), BatchNorm layers
     whose parameters are all frozen stay in eval mode, keeping their running statistics.
+    ``channels_last`` hands batches to the model in NHWC memory order (the model should
+    be converted too: ``model.to(memory_format=torch.channels_last)``).
 
     Example:
         >>> result = train_one_epoch(model, train_loader, nn.CrossEntropyLoss(),
@@ -126,9 +130,10 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
+    bar = progress_bar(loader, desc=desc, leave=False, disable=not progress)
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
     for step, (x, y) in enumerate(bar):
-        x = x.to(device, non_blocking=True)
+        x = x.to(device, non_blocking=True, memory_format=memory_format)
         with _autocast(device, amp_dtype):
             logits = model(x)
             y = check_labels(y, logits.shape[-1]).to(device, non_blocking=True)
@@ -168,11 +173,15 @@ def evaluate(
     *,
     amp_dtype: torch.dtype | None = None,
     progress: bool = False,
+    tta_flip: bool = False,
+    channels_last: bool = False,
 ) -> EpochResult:
     """Mean loss and accuracy of ``model`` on ``loader``, in eval mode, without gradients.
 
     ``model.eval()`` matters: it switches dropout off and makes BatchNorm use its
-    running statistics instead of the batch's.
+    running statistics instead of the batch's. ``tta_flip`` (test-time augmentation)
+    averages the logits of each image and its mirror image: twice the compute, usually
+    a few tenths of a point more accuracy for a network trained with random flips.
 
     Example:
         >>> result = evaluate(model, test_loader)  # doctest: +SKIP
@@ -185,11 +194,14 @@ def evaluate(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
     try:
-        for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
-            x = x.to(device, non_blocking=True)
+        for x, y in progress_bar(loader, desc="eval", leave=False, disable=not progress):
+            x = x.to(device, non_blocking=True, memory_format=memory_format)
             with _autocast(device, amp_dtype):
                 logits = model(x)
+                if tta_flip:
+                    logits = (logits + model(x.flip(-1))) / 2
                 y = check_labels(y, logits.shape[-1]).to(device, non_blocking=True)
                 loss = loss_fn(logits, y)
             seen += y.shape[0]
@@ -237,6 +249,10 @@ def fit(
     frozen_bn_eval: bool = True,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    channels_last: bool = False,
+    compile: bool = False,
+    label_smoothing: float = 0.0,
+    tta_flip: bool = False,
     progress: bool = True,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs, evaluating after each, and return the History.
@@ -244,7 +260,7 @@ def fit(
     Args:
         optimizer: defaults to Adam over all parameters with ``lr`` (frozen ones have no
             gradient and are skipped, until something unfreezes them).
-        loss_fn: defaults to ``nn.CrossEntropyLoss()``.
+        loss_fn: defaults to ``nn.CrossEntropyLoss(label_smoothing=label_smoothing)``.
         scheduler: stepped once per epoch (``scheduler_interval="epoch"``) or once
             per batch (``"step"``, for one-cycle and warm-up schedules).
             ``ReduceLROnPlateau`` is stepped with the monitored value.
@@ -282,7 +298,11 @@ def fit(
         monitor = "train" + monitor[3:]
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if compile:
+        model.compile()
+    loss_fn = loss_fn or nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     amp_dtype = _amp_dtype(amp, device)
@@ -323,10 +343,18 @@ def fit(
             model, train_loader, loss_fn, optimizer, device,
             scheduler=step_scheduler, amp_dtype=amp_dtype, scaler=scaler,
             grad_clip=grad_clip, progress=progress, desc=f"epoch {epoch}",
-            frozen_bn_eval=frozen_bn_eval,
+            frozen_bn_eval=frozen_bn_eval, channels_last=channels_last,
         )  # fmt: skip
         val = (
-            evaluate(model, val_loader, loss_fn, device, amp_dtype=amp_dtype)
+            evaluate(
+                model,
+                val_loader,
+                loss_fn,
+                device,
+                amp_dtype=amp_dtype,
+                tta_flip=tta_flip,
+                channels_last=channels_last,
+            )  # fmt: skip
             if val_loader
             else None
         )

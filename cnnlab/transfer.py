@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 from . import settings
 from .errors import CnnlabError
+from .progress import progress as progress_bar
 
 # Where each family keeps its final Linear layer: (attribute path to the Linear).
 HEADS: dict[str, str] = {
@@ -284,7 +284,7 @@ def extract_features(
     device = torch.device(device) if device is not None else settings.get_device()
     backbone.eval().to(device)
     features, labels = [], []
-    for x, y in tqdm(loader, desc="features", leave=False, disable=not progress):
+    for x, y in progress_bar(loader, desc="features", leave=False, disable=not progress):
         features.append(backbone(x.to(device)).flatten(1).float().cpu())
         labels.append(torch.as_tensor(y))
     if not features:

@@ -165,3 +165,26 @@ def test_history_best_epoch_direction():
             epoch=e, train_loss=loss, train_acc=acc, val_loss=loss, val_acc=acc, lr=0.1, seconds=1.0
         )
     assert h.best_epoch("val_loss") == 2 and h.best_epoch("val_acc") == 3
+
+
+class CountingLoader:
+    """A list of batches that counts how often a pass over it is started."""
+
+    def __init__(self, batches):
+        self.batches, self.passes = batches, 0
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        self.passes += 1
+        return iter(self.batches)
+
+
+def test_fit_starts_one_pass_per_epoch_over_each_loader():
+    # tqdm.auto calls iter() when it is created and again when the loop starts: a
+    # DataLoader would draw an extra seed each epoch, or start its workers twice
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))) for _ in range(3)]
+    train, val = CountingLoader(batches), CountingLoader(batches[:1])
+    fit(SimpleCNN(), train, val, epochs=2, device="cpu", progress=True)
+    assert train.passes == 2 and val.passes == 2

@@ -1,4 +1,5 @@
-"""Data: CIFAR-10 (real or stand-in), your own ImageFolder data, transforms, loaders."""
+"""Data: CIFAR-10 (real or stand-in), your own ImageFolder data, transforms, loaders
+(DataLoaders, and the tensor-resident :class:`TensorLoader` for speed)."""
 
 from .cifar10 import CIFAR10_CLASSES, load_cifar10, prepare_cifar10_folder
 from .folder import CheckedImageFolder, extract_archive, load_image_folder
@@ -12,6 +13,7 @@ from .loaders import (
     train_val_split,
 )
 from .standin import STANDIN_CLASSES, StandInCIFAR10, generate_standin
+from .tensor_loader import DecodedImages, TensorLoader, decode_images, random_crop_flip
 from .transforms import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -31,10 +33,13 @@ __all__ = [
     "STANDIN_CLASSES",
     "CheckedImageFolder",
     "ClassSubset",
+    "DecodedImages",
     "StandInCIFAR10",
+    "TensorLoader",
     "cifar10_eval_transform",
     "cifar10_train_transform",
     "class_subset",
+    "decode_images",
     "default_num_workers",
     "denormalize",
     "extract_archive",
@@ -43,6 +48,7 @@ __all__ = [
     "load_image_folder",
     "make_loader",
     "prepare_cifar10_folder",
+    "random_crop_flip",
     "split_indices",
     "subset",
     "train_val_split",

@@ -1,0 +1,259 @@
+"""A tensor-resident data path: decode once, keep one uint8 tensor, augment whole batches.
+
+A ``DataLoader`` over image files decodes every JPEG with PIL and transforms it one image
+at a time, on every epoch. CIFAR-10 is small (50,000 x 3 x 32 x 32 bytes = 154 MB), so we
+decode it once into a single uint8 tensor (cached on disk next to the data, so the next
+run starts in seconds), keep it on the training device, and do the random crop, flip and
+normalisation for a whole batch with a few tensor operations.
+
+:class:`TensorLoader` iterates like a ``DataLoader`` (``len()``, ``(images, labels)``
+batches, a ``generator`` that ``fit`` checkpoints), so ``fit`` and ``evaluate`` take
+either. With the same seed it visits the images in the same order as
+``make_loader(..., shuffle=True, seed=seed)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, RandomSampler, SequentialSampler
+from tqdm.auto import tqdm
+
+from .transforms import CIFAR10_MEAN, CIFAR10_STD
+
+CACHE_FOLDER = ".cnnlab-cache"
+
+
+@dataclass
+class DecodedImages:
+    """A whole image data set as tensors: ``images`` uint8 ``(N, C, H, W)``, ``labels`` int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _folder_key(samples: Sequence[tuple[str, int]]) -> str:
+    """A fingerprint of an image folder: paths, sizes and modification times."""
+    digest = hashlib.sha256()
+    for path, label in samples:
+        stat = os.stat(path)
+        digest.update(f"{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _decode_items(dataset: Dataset, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode item by item (the data set's own transform is bypassed)."""
+    saved = getattr(dataset, "transform", None)
+    if saved is not None:
+        dataset.transform = None  # type: ignore[attr-defined]
+    try:
+        images, labels = [], []
+        for i in tqdm(range(len(dataset)), desc=desc, leave=False):  # type: ignore[arg-type]
+            image, label = dataset[i]
+            images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+            labels.append(int(label))
+    finally:
+        if saved is not None:
+            dataset.transform = saved  # type: ignore[attr-defined]
+    sizes = {a.shape for a in images}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"images of {len(sizes)} different sizes ({sorted(sizes)[:3]} ...): a tensor "
+            "loader needs one size. Resize the images first, or use make_loader()."
+        )
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    return stacked, torch.tensor(labels, dtype=torch.int64)
+
+
+def decode_images(dataset: Dataset, cache: bool | str | Path = True) -> DecodedImages:
+    """Decode a whole image data set into one uint8 tensor, once, with an on-disk cache.
+
+    Works for torchvision's ``CIFAR10`` (already arrays), the offline stand-in, and any
+    ``ImageFolder`` (JPEG/PNG files of one size). The data set's transform is ignored:
+    augmentation happens later, per batch, in :class:`TensorLoader`.
+
+    Args:
+        cache: for an ImageFolder, ``True`` keeps the decoded tensor in a
+            ``.cnnlab-cache`` folder next to the image folder (named by a fingerprint of
+            the files, so changed files are decoded again); a path picks the file;
+            ``False`` decodes every time.
+
+    Example:
+        >>> data = decode_images(StandInCIFAR10(size=20))
+        >>> data.images.dtype, tuple(data.images.shape), len(data.classes)
+        (torch.uint8, (20, 3, 32, 32), 10)
+    """
+    classes = list(getattr(dataset, "classes", []))
+    data = getattr(dataset, "data", None)
+    if isinstance(data, np.ndarray) and data.ndim == 4 and data.dtype == np.uint8:
+        images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()  # NHWC arrays
+        labels = torch.as_tensor(list(dataset.targets), dtype=torch.int64)  # type: ignore[attr-defined]
+        return DecodedImages(images, labels, classes)
+    samples = getattr(dataset, "samples", None)
+    if samples is None or cache is False:
+        return DecodedImages(*_decode_items(dataset, "decoding images"), classes)
+    root = Path(getattr(dataset, "root", "."))
+    if cache is True:
+        cache = root.parent / CACHE_FOLDER / f"{root.name}-{_folder_key(samples)}.pt"
+    cache = Path(cache)
+    if cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        return DecodedImages(saved["images"], saved["labels"], saved["classes"])
+    images, labels = _decode_items(dataset, f"decoding {root.name} once (cached after)")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".partial")
+    torch.save({"images": images, "labels": labels, "classes": classes}, partial)
+    partial.replace(cache)  # atomic: an interrupted save never leaves a broken cache
+    return DecodedImages(images, labels, classes)
+
+
+def random_crop_flip(
+    images: torch.Tensor,
+    padding: int = 4,
+    flip: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random crop of a reflect-padded batch, and random horizontal flip, for all at once.
+
+    Each image gets its own offsets ``dy, dx`` in ``[0, 2 * padding]`` and its own coin
+    flip, drawn in that order from ``generator`` (on the CPU, so results do not depend
+    on the device). Two ``gather`` calls pick the rows and the (possibly reversed)
+    columns of every image: no Python loop over images.
+
+    Example:
+        >>> x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
+        >>> random_crop_flip(x, padding=1, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 1, 4, 4])
+    """
+    n, c, h, w = images.shape
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    if padding:
+        # reflect padding is implemented for float tensors
+        padded = torch.nn.functional.pad(images.float(), (padding,) * 4, mode="reflect")
+    else:
+        padded = images.float()
+    cols = torch.arange(w)
+    cols = torch.where(flips[:, None], w - 1 - cols, cols) + dx[:, None]
+    rows = torch.arange(h) + dy[:, None]
+    device = images.device
+    rows = rows.to(device)[:, None, :, None].expand(n, c, h, padded.shape[-1])
+    out = padded.gather(2, rows)
+    cols = cols.to(device)[:, None, None, :].expand(n, c, h, w)
+    return out.gather(3, cols).to(images.dtype)
+
+
+class TensorLoader:
+    """Batches of normalised images from a uint8 tensor on the training device.
+
+    Args:
+        data: :class:`DecodedImages` (or use :meth:`from_dataset`).
+        batch_size: images per batch.
+        shuffle: a new random order every epoch (training).
+        augment: random crop (``padding`` px, reflect) and flip per image, per batch.
+        mean, std: normalisation statistics (CIFAR-10's by default).
+        device: where images live and batches are made (defaults to the CPU).
+        seed: seeds the shuffling and the augmentation with a generator of the loader's
+            own; without it they draw from torch's global RNG, as a DataLoader does.
+        drop_last: skip the last, smaller batch.
+        channels_last: hand out batches in ``torch.channels_last`` memory format.
+        resize: hand out ``resize`` x ``resize`` batches (bilinear, antialiased), e.g. for
+            *progressive resizing*: cheaper low-resolution epochs first. It is an
+            attribute: change it between epochs (``loader.resize = None`` for full size).
+
+    Example:
+        >>> loader = TensorLoader.from_dataset(StandInCIFAR10(size=100), batch_size=32,
+        ...                                    shuffle=True, augment=True, seed=0)
+        >>> images, labels = next(iter(loader))
+        >>> len(loader), images.dtype, tuple(images.shape), labels.dtype
+        (4, torch.float32, (32, 3, 32, 32), torch.int64)
+    """
+
+    num_workers = 0  # fit() asks: everything happens in this process
+
+    def __init__(
+        self,
+        data: DecodedImages,
+        batch_size: int = 512,
+        shuffle: bool = False,
+        augment: bool = False,
+        *,
+        padding: int = 4,
+        mean: Sequence[float] = CIFAR10_MEAN,
+        std: Sequence[float] = CIFAR10_STD,
+        device: torch.device | str = "cpu",
+        seed: int | None = None,
+        drop_last: bool = False,
+        channels_last: bool = False,
+        resize: int | None = None,
+    ) -> None:
+        if data.images.dtype != torch.uint8 or data.images.ndim != 4:
+            raise ValueError(
+                f"expected uint8 images of shape (N, C, H, W), got {data.images.dtype} "
+                f"{tuple(data.images.shape)}: build the data with decode_images()."
+            )
+        self.device = torch.device(device)
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+        self.classes = data.classes
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.padding, self.drop_last, self.channels_last = padding, drop_last, channels_last
+        self.resize = resize
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(-1, 1, 1)
+        # Without a seed, like a DataLoader without a generator: torch's global RNG
+        # (which seed_everything seeds) drives the shuffling and the augmentation.
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, *, cache: bool | str | Path = True,
+                     **options) -> TensorLoader:  # fmt: skip
+        """Decode ``dataset`` (see :func:`decode_images`) and wrap it; ``options`` as above."""
+        return cls(decode_images(dataset, cache=cache), **options)
+
+    @property
+    def dataset(self) -> DecodedImages:
+        """The decoded images (``len(loader.dataset)`` counts images, as for a DataLoader)."""
+        return DecodedImages(self.images, self.labels, self.classes)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _order(self) -> list[int]:
+        # Same draws as a DataLoader sharing this generator: one base seed per epoch
+        # (which a DataLoader hands to its workers), then RandomSampler's permutation.
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        indices = range(len(self.labels))
+        if not self.shuffle:
+            return list(SequentialSampler(indices))
+        return list(RandomSampler(indices, generator=self.generator))
+
+    def _batch(self, index: torch.Tensor) -> torch.Tensor:
+        images = self.images[index]
+        if self.augment:
+            images = random_crop_flip(images, self.padding, generator=self.generator)
+        # ToTensor's and Normalize's arithmetic, in their order: results match bit for bit
+        x = images.float().div_(255).sub_(self.mean).div_(self.std)
+        if self.resize is not None and self.resize != x.shape[-1]:
+            x = torch.nn.functional.interpolate(x, size=(self.resize, self.resize),
+                                                mode="bilinear", antialias=True)  # fmt: skip
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.tensor(self._order(), dtype=torch.int64)
+        stop = len(self) * self.batch_size
+        for start in range(0, min(stop, len(order)), self.batch_size):
+            index = order[start : start + self.batch_size].to(self.device)
+            yield self._batch(index), self.labels[index]

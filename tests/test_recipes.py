@@ -1,0 +1,76 @@
+"""The fast recipe, its network and its schedule, on the offline stand-in."""
+
+import pytest
+import torch
+
+from cnnlab.data import StandInCIFAR10, decode_images
+from cnnlab.models import FastNet, count_parameters
+from cnnlab.recipes import FastRecipe, cifar10_fast
+from cnnlab.schedules import scale_lr, warmup_linear_decay
+
+
+def test_fast_recipe_learns_the_standin_and_reports_time_to_targets():
+    train = decode_images(StandInCIFAR10(size=1024))
+    test = decode_images(StandInCIFAR10(size=256, train=False))
+    result = cifar10_fast(train, test, epochs=3, batch_size=64, lr=0.1, device="cpu",
+                          targets=(0.3, 0.99), progress=False)  # fmt: skip
+    assert len(result.history) == 3 and result.device == "cpu"
+    assert result.test_accuracy > 0.4  # chance is 0.1; the final evaluation adds flip TTA
+    assert result.seconds > sum(result.history.seconds)  # the TTA evaluation is counted
+    assert 0 < result.time_to[0.3] <= result.seconds and result.time_to[0.99] is None
+    assert "30% after" in str(result) and "99% not reached" in str(result)
+    assert result.recipe == FastRecipe(epochs=3, batch_size=64, lr=0.1)
+
+
+def test_fast_recipe_is_repeatable_on_cpu():
+    train = decode_images(StandInCIFAR10(size=256))
+    test = decode_images(StandInCIFAR10(size=64, train=False))
+    runs = [cifar10_fast(train, test, epochs=1, batch_size=64, device="cpu", progress=False)
+            for _ in range(2)]  # fmt: skip
+    assert runs[0].history.train_loss == runs[1].history.train_loss
+
+
+def test_progressive_resizing_shrinks_the_first_epochs_only():
+    train = decode_images(StandInCIFAR10(size=128))
+    test = decode_images(StandInCIFAR10(size=32, train=False))
+    sizes = []
+    original = FastNet.forward
+
+    def spy(self, x):
+        sizes.append(x.shape[-1]) if self.training else None
+        return original(self, x)
+
+    FastNet.forward = spy
+    try:
+        cifar10_fast(train, test, epochs=3, low_res_epochs=2, low_res=16, batch_size=64,
+                     device="cpu", progress=False)  # fmt: skip
+    finally:
+        FastNet.forward = original
+    assert sizes == [16, 16, 16, 16, 32, 32]  # 2 batches per epoch
+
+
+def test_fastnet_is_smaller_than_simplecnn_in_parameters_and_takes_any_size():
+    model = FastNet()
+    assert count_parameters(model).total < 300_000
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 10)  # global pooling head
+
+
+def test_schedule_rises_then_falls_to_zero():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.4)
+    sched = warmup_linear_decay(opt, total_steps=100, warmup_fraction=0.1)
+    rates = []
+    for _ in range(100):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = rates.index(max(rates))
+    assert peak == 10 and max(rates) == pytest.approx(0.4)
+    assert rates[:peak] == sorted(rates[:peak]) and rates[peak:] == sorted(rates[peak:])[::-1]
+    assert opt.param_groups[0]["lr"] == 0.0 and scale_lr(0.1, 256, 128) == 0.2
+
+
+@pytest.mark.parametrize(("steps", "fraction"), [(0, 0.1), (10, 1.0), (10, -0.1)])
+def test_schedule_refuses_impossible_settings(steps, fraction):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="must be"):
+        warmup_linear_decay(opt, steps, fraction)
