@@ -125,7 +125,8 @@ def cifar10_fast(
     train_loader = TensorLoader(train_data, recipe.batch_size, shuffle=True, augment=True,
                                 seed=recipe.seed, drop_last=True, **options)  # fmt: skip
     test_loader = TensorLoader(test_data, batch_size=1000, **options)
-    model = FastNet(num_classes=max(10, len(train_data.classes)), widths=recipe.widths)
+    num_classes = len(train_data.classes) or int(train_data.labels.max()) + 1
+    model = FastNet(num_classes=num_classes, widths=recipe.widths)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=True, weight_decay=recipe.weight_decay)  # fmt: skip
     steps = recipe.epochs * len(train_loader)

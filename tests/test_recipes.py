@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cnnlab.data import StandInCIFAR10, decode_images
+from cnnlab.data import StandInCIFAR10, class_subset, decode_images
 from cnnlab.models import FastNet, count_parameters
 from cnnlab.recipes import FastRecipe, cifar10_fast
 from cnnlab.schedules import scale_lr, warmup_linear_decay
@@ -20,6 +20,13 @@ def test_fast_recipe_learns_the_standin_and_reports_time_to_targets():
     assert 0 < result.time_to[0.3] <= result.seconds and result.time_to[0.99] is None
     assert "30% after" in str(result) and "99% not reached" in str(result)
     assert result.recipe == FastRecipe(epochs=3, batch_size=64, lr=0.1)
+
+
+def test_fast_recipe_sizes_its_head_to_the_classes_of_the_data():
+    three = class_subset(StandInCIFAR10(size=300), ["ring", "disk", "checker"])
+    data = decode_images(three)
+    result = cifar10_fast(data, data, epochs=1, batch_size=64, device="cpu", progress=False)
+    assert result.model.head[-1].out_features == 3
 
 
 def test_fast_recipe_is_repeatable_on_cpu():
