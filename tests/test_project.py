@@ -97,51 +97,47 @@ def test_pytest_collects_every_notebook():
     assert collected == {f"notebooks/{nb.name}" for nb in NOTEBOOKS}, out.stdout[-2000:]
 
 
-def test_a_raising_notebook_cell_fails_the_run(tmp_path):
+def run_nbval(folder, cells, with_conftest=False):
+    """Write ``cells`` as a notebook in ``folder`` and run pytest with nbval on it there
+    (with the project's root conftest.py when asked)."""
     import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
+    from nbformat.v4 import new_notebook
 
-    nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("raise RuntimeError('boom')")])
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, tmp_path / "broken.ipynb")
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    out = subprocess.run(
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}  # fmt: skip
+    nbformat.write(nb, folder / "lesson.ipynb")
+    if with_conftest:
+        (folder / "conftest.py").write_text((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    return subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
-         "-q", "broken.ipynb"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
+         "-q", "lesson.ipynb"],
+        cwd=folder, capture_output=True, text=True, check=False,
     )  # fmt: skip
+
+
+def test_a_raising_notebook_cell_fails_the_run(tmp_path):
+    from nbformat.v4 import new_code_cell
+
+    out = run_nbval(tmp_path, [new_code_cell("x = 1"), new_code_cell("raise RuntimeError('boom')")])
     assert out.returncode == 1, out.stdout[-2000:]
     assert "1 failed, 1 passed" in out.stdout and "boom" in out.stdout
 
 
 def test_a_broken_cell_must_raise_what_it_announces(tmp_path):
     """nbval alone passes a `raises-exception` cell that raises nothing; our conftest does not."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
+    from nbformat.v4 import new_code_cell
 
     def broken(text):
         return new_code_cell(text, metadata={"tags": ["raises-exception"]})
 
-    nb = new_notebook(cells=[
+    out = run_nbval(tmp_path, [
         broken("# raises: ZeroDivisionError\n1 / 0"),
         broken("# raises: ZeroDivisionError\n1 / 1"),
         broken("# raises: KeyError\n[][0]"),
         broken("{}['missing']"),
-    ])  # fmt: skip
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}  # fmt: skip
-    nbformat.write(nb, tmp_path / "lesson.ipynb")
-    (tmp_path / "conftest.py").write_text((ROOT / "conftest.py").read_text(encoding="utf-8"))
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
-         "-q", "lesson.ipynb"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    ], with_conftest=True)  # fmt: skip
     assert "3 failed, 1 passed" in out.stdout, out.stdout[-3000:]
     assert "announces ZeroDivisionError but raised nothing" in out.stdout
     assert "announces KeyError but raised ['IndexError']" in out.stdout
