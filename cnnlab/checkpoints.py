@@ -152,13 +152,14 @@ def save_checkpoint(
     history: object | None = None,
     extra: dict | None = None,
     loader_generator: torch.Generator | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Path:
     """Write everything needed to resume training, atomically.
 
-    Saved: model, optimizer and scheduler states, the epoch, the History, the random
-    number generators (torch, NumPy, Python, CUDA, and the loader's shuffling generator),
-    the cnnlab and torch versions, and ``extra`` (class names, preprocessing settings:
-    plain values only).
+    Saved: model, optimizer, scheduler and gradient-scaler states, the epoch, the History,
+    the random number generators (torch, NumPy, Python, CUDA, and the loader's shuffling
+    generator), the cnnlab and torch versions, and ``extra`` (class names, preprocessing
+    settings: plain values and tensors only).
 
     Example:
         >>> import tempfile, pathlib
@@ -177,6 +178,7 @@ def save_checkpoint(
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
         "epoch": epoch,
         "history": history_dict,
         "rng": _rng_state(),
@@ -194,9 +196,10 @@ def load_checkpoint(
     scheduler: object | None = None,
     restore_rng: bool = False,
     loader_generator: torch.Generator | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict:
-    """Load a checkpoint from :func:`save_checkpoint` into ``model`` (and the optimizer and
-    scheduler when given) and return the whole dictionary (``epoch``, ``history``,
+    """Load a checkpoint from :func:`save_checkpoint` into ``model`` (and the optimizer,
+    scheduler and gradient scaler when given) and return the whole dictionary (``epoch``, ``history``,
     ``extra``, ``versions``). With ``restore_rng`` the random generators continue where
     they were, so that a resumed run repeats the uninterrupted one exactly.
 
@@ -218,6 +221,8 @@ def load_checkpoint(
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(state["scaler"])
     if restore_rng:
         _set_rng_state(state["rng"])
         if loader_generator is not None and state["loader_generator"] is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputShapeError, LabelError
+from .errors import InputShapeError, LabelError, NonFiniteInputError
 
 
 def check_images(
@@ -100,3 +100,44 @@ def check_labels(y: torch.Tensor, num_classes: int) -> torch.Tensor:
                 "numbers its classes (labels start at 0)."
             )
     return y.long()
+
+
+def check_inputs(x: torch.Tensor, where: str = "the batch") -> torch.Tensor:
+    """Check a batch of model inputs where it enters ``fit``, ``evaluate`` or a prediction:
+    float32 and finite. Returns it, with float64 converted to float32.
+
+    float64 is what NumPy makes by default, so it is converted (a learner would expect
+    it to work); integer images need scaling, and NaN or infinity would silently turn
+    every loss and probability into NaN, so both are refused with the fix. Called on
+    the host (before the copy to a GPU), so it costs no device synchronisation.
+
+    Example:
+        >>> check_inputs(torch.zeros(2, 3, 4, 4, dtype=torch.float64)).dtype
+        torch.float32
+        >>> check_inputs(torch.tensor([[float("nan")]]), where="batch 3 of the test data")
+        Traceback (most recent call last):
+        ...
+        cnnlab.errors.NonFiniteInputError: batch 3 of the test data holds 1 NaN or infinite value(s)...
+    """
+    if x.dtype == torch.float64:
+        x = x.float()
+    elif not torch.is_floating_point(x):
+        raise InputShapeError(
+            f"{where} has dtype {x.dtype}; models take float32 images: use "
+            "transforms.ToTensor() (which scales 0..255 to 0..1) or x.float() / 255."
+        )
+    elif x.dtype != torch.float32:
+        raise InputShapeError(
+            f"{where} has dtype {x.dtype}; the model's weights are float32. Pass float32 "
+            "images and let mixed precision (precision='auto' or 'fp16') choose 16-bit "
+            "arithmetic where it is safe."
+        )
+    bad = x.numel() - int(torch.isfinite(x).sum())
+    if bad:
+        raise NonFiniteInputError(
+            f"{where} holds {bad} NaN or infinite value(s) of {x.numel():,}: a model fed "
+            "NaN outputs NaN. Look for a division by zero in your data set or transform "
+            "(a std of 0 in Normalize, an empty image), or find the bad items with "
+            "cnnlab.debug.check_batch."
+        )
+    return x

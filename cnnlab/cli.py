@@ -32,6 +32,7 @@ def cmd_train(args) -> int:
     import torch
 
     from . import seed_everything
+    from .callbacks import ModelCheckpoint
     from .data import CIFAR10_MEAN, CIFAR10_STD, make_loader, subset
     from .data.transforms import cifar10_train_transform
     from .engine import fit
@@ -55,7 +56,8 @@ def cmd_train(args) -> int:
     checkpoint = out.with_name(out.stem + "-training.pt")
     history = fit(model, train_loader, make_loader(test_set, 256), epochs=args.epochs,
                   optimizer=torch.optim.Adam(model.parameters(), lr=args.lr),
-                  checkpoint=checkpoint, resume=args.resume)  # fmt: skip
+                  precision="auto",
+                  callbacks=[ModelCheckpoint(checkpoint, resume=args.resume, overwrite=True)])  # fmt: skip
     print(history)
     Predictor(model, classes, pre).save(out, spec)
     print(f"saved {out} (weights, {len(classes)} class names, preprocessing); "

@@ -21,3 +21,11 @@ class InputShapeError(CnnlabError, ValueError):
 
 class LabelError(CnnlabError, ValueError):
     """Labels have the wrong dtype or fall outside ``[0, num_classes)``."""
+
+
+class NonFiniteInputError(CnnlabError, ValueError):
+    """Input images hold NaN or infinite values."""
+
+
+class ConfigurationError(CnnlabError, ValueError):
+    """Options of ``fit`` (or a callback) that contradict each other or cannot work."""

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import CnnlabError
+from .models import inference_copy
 
 
 class ExportParityError(CnnlabError, AssertionError):
@@ -56,7 +57,7 @@ def check_parity(reference: nn.Module, candidate, inputs: torch.Tensor, atol: fl
         0.0
     """
     expected = reference.eval()(inputs)
-    got = torch.as_tensor(candidate(inputs))
+    got = torch.as_tensor(candidate(inputs)).to(expected.device)
     diff = (expected - got).abs().max().item()
     if not diff <= atol:
         raise ExportParityError(
@@ -72,14 +73,16 @@ def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor
     """Trace ``model`` with ``example`` to TorchScript, save, reload and check parity.
 
     TorchScript runs without Python (C++ ``torch::jit::load``), but PyTorch now marks it
-    deprecated in favour of ``torch.export``; prefer ONNX for new deployments.
+    deprecated in favour of ``torch.export``; prefer ONNX for new deployments. ``model``
+    may be on any device, in any mode: a CPU copy in eval mode is exported, and ``model``
+    is left as it was.
 
     Example:
         >>> report = export_torchscript(SimpleCNN().eval(), "model.ts", example)  # doctest: +SKIP
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.eval()
+    model, example = inference_copy(model), _cpu_batch(example)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation and tracer notes; parity is the judge
         traced = torch.jit.trace(model, example)
@@ -95,7 +98,8 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, atol:
     in ONNX Runtime and check parity on ``example`` (and, with ``dynamic_batch``, on a
     batch of another size). The weights are stored inside the one ``.onnx`` file (no
     ``.onnx.data`` beside it), so the file can be copied on its own; ONNX allows that up to
-    2 GB.
+    2 GB. ``model`` may be on any device, in any mode and memory order: a CPU copy in eval
+    mode is exported, and ``model`` is left as it was.
 
     Example:
         >>> report = export_onnx(SimpleCNN().eval(), "model.onnx", example)  # doctest: +SKIP
@@ -104,7 +108,7 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, atol:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.eval()
+    model, example = inference_copy(model), _cpu_batch(example)
     shapes = None
     if dynamic_batch:
         name = next(iter(_forward_arguments(model)))
@@ -125,6 +129,10 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, atol:
         o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")
     )
     return ExportReport("onnx", path, path.stat().st_size, diff, checked, opset)
+
+
+def _cpu_batch(example: torch.Tensor) -> torch.Tensor:
+    return example.detach().to("cpu", torch.float32).contiguous()
 
 
 def _forward_arguments(model: nn.Module) -> list[str]:

@@ -23,13 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .callbacks import Callback, GradualUnfreezing
 from .engine import History, evaluate, fit
-from .freezing import (
-    GradualUnfreezing,
-    discriminative_param_groups,
-    freeze_to,
-    layer_groups,
-)
+from .freezing import discriminative_param_groups, freeze_to, layer_groups
 from .models import count_parameters
 
 STRATEGIES: dict[str, str] = {
@@ -59,8 +55,8 @@ class StrategyResult:
 
 def configure(
     strategy: str, model: nn.Module, lr: float, epochs: int
-) -> tuple[torch.optim.Optimizer, list[Callable[[int], None]]]:
-    """Freeze ``model`` for ``strategy`` and build its optimizer and epoch callbacks.
+) -> tuple[torch.optim.Optimizer, list[Callback]]:
+    """Freeze ``model`` for ``strategy`` and build its optimizer and ``fit`` callbacks.
 
     The head always trains at ``lr``. ``last_block`` trains the last group before the head
     at ``lr / 10``; ``discriminative`` and ``gradual`` spread LRs from ``lr / 100`` (first
@@ -77,7 +73,7 @@ def configure(
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {list(STRATEGIES)}")
     names = list(layer_groups(model))
-    callbacks: list[Callable[[int], None]] = []
+    callbacks: list[Callback] = []
     if strategy == "frozen":
         freeze_to(model, -1)
         groups = [g for g in discriminative_param_groups(model, lr) if g["name"] == "head"]
@@ -91,7 +87,7 @@ def configure(
     elif strategy == "gradual":
         groups = discriminative_param_groups(model, (lr / 100, lr))
         schedule = GradualUnfreezing(model, every=max(1, epochs // len(names)))
-        schedule(1)
+        schedule.apply(1)
         callbacks.append(schedule)
     else:  # scratch: the caller built the model without pretrained weights
         freeze_to(model, 0)
@@ -129,7 +125,7 @@ def run_strategy(
     optimizer, callbacks = configure(strategy, model, lr, epochs)
     start = time.perf_counter()
     history = fit(model, train_loader, epochs=epochs, optimizer=optimizer, device=device,
-                  epoch_start=callbacks, progress=progress)  # fmt: skip
+                  callbacks=callbacks, progress=progress)  # fmt: skip
     seconds = time.perf_counter() - start
     params = count_parameters(model)
     accuracy = evaluate(model, test_loader, device=device).accuracy

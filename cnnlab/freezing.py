@@ -1,5 +1,6 @@
-"""Freezing and unfreezing: layer groups, ``freeze_to``, discriminative learning rates,
-gradual unfreezing.
+"""Freezing and unfreezing: layer groups, ``freeze_to``, discriminative learning rates.
+(Gradual unfreezing, which applies ``freeze_to`` epoch by epoch during ``fit``, is the
+callback :class:`cnnlab.callbacks.GradualUnfreezing`.)
 
 A *layer group* is a run of consecutive layers that are frozen or unfrozen together:
 for a ResNet the stem, ``layer1`` .. ``layer4`` and the head. Fine-tuning recipes work on
@@ -247,39 +248,3 @@ def discriminative_param_groups(
         {"params": _params(groups[name]), "lr": lr, "name": name}
         for name, lr in zip(names, lrs, strict=True)
     ]
-
-
-class GradualUnfreezing:
-    """Unfreeze one more layer group (from the head backwards) every ``every`` epochs.
-
-    Pass it to ``fit(..., epoch_start=[GradualUnfreezing(model)])``. At epoch 1 only the
-    last ``start`` groups (default: the head) train; at epoch ``1 + every`` one more group,
-    and so on until everything trains. Use it with an optimizer that holds all parameters
-    (e.g. :func:`discriminative_param_groups`): frozen ones have no gradient and are
-    skipped until their turn.
-
-    Example:
-        >>> from cnnlab.models import SmallResNet
-        >>> model = SmallResNet(width=8); schedule = GradualUnfreezing(model, every=2)
-        >>> schedule(1); schedule.trainable_groups()
-        ['head']
-        >>> schedule(3); schedule.trainable_groups()
-        ['layer3', 'head']
-    """
-
-    def __init__(self, model: nn.Module, every: int = 1, start: int = 1) -> None:
-        if every < 1 or start < 1:
-            raise ValueError("every and start must be at least 1")
-        self.model, self.every, self.start = model, every, start
-        self.names = list(layer_groups(model))
-
-    def groups_at(self, epoch: int) -> int:
-        """How many groups (counted from the head) train in ``epoch`` (1-based)."""
-        return min(len(self.names), self.start + (epoch - 1) // self.every)
-
-    def __call__(self, epoch: int) -> None:
-        freeze_to(self.model, len(self.names) - self.groups_at(epoch))
-
-    def trainable_groups(self) -> list[str]:
-        groups = layer_groups(self.model)
-        return [n for n in self.names if any(p.requires_grad for p in _params(groups[n]))]

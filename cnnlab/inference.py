@@ -23,6 +23,7 @@ from torchvision import transforms
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data.transforms import CIFAR10_MEAN, CIFAR10_STD
 from .errors import CorruptImageError
+from .models import inference_copy
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ class Predictor:
 
     def __init__(self, model: nn.Module, class_names: list[str],
                  preprocessing: Preprocessing, device: str | torch.device = "cpu") -> None:  # fmt: skip
-        self.model = model.to(device).eval()
+        # a copy in eval mode on `device`: the caller's model stays where and as it was
+        self.model = inference_copy(model, device)
         self.class_names = list(class_names)
         self.preprocessing = preprocessing
         self.device = torch.device(device)

@@ -3,6 +3,7 @@ short training runs, and a summary table."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -191,6 +192,31 @@ class FastNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.in_channels, None, model_name="FastNet")
         return self.head(self.blocks(self.stem(x)))
+
+
+def inference_copy(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """A copy of ``model`` for inference: on ``device``, float32, default (NCHW) memory
+    order, in eval mode, without gradients. The model you pass is left exactly where and
+    as it was (device, dtype, mode, memory order), so you can keep training it.
+
+    Export, quantization, :class:`cnnlab.inference.Predictor` and the web API all work on
+    such a copy, so "train on the GPU, then export" needs no ``.cpu()`` of your own.
+    A ``DistributedDataParallel`` or ``torch.compile`` wrapper is taken off.
+
+    Example:
+        >>> net = SimpleCNN().to(memory_format=torch.channels_last).train()
+        >>> copy = inference_copy(net)
+        >>> net.training, copy.training, next(copy.parameters()).requires_grad
+        (True, False, False)
+    """
+    inner = getattr(model, "module", model)  # DistributedDataParallel
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile(model)
+    clone = copy.deepcopy(inner)
+    if getattr(clone, "_compiled_call_impl", None) is not None:  # model.compile() in place
+        clone._compiled_call_impl = None
+    clone.to(device=device, dtype=torch.float32)
+    clone.to(memory_format=torch.contiguous_format)
+    return clone.eval().requires_grad_(False)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ def quantize_onnx(
             f"{tuple(calibration.shape)}: stack a few hundred preprocessed training images, "
             "e.g. torch.stack([train_set[i][0] for i in range(256)])."
         )
-    batches = [{"images": c.numpy()} for c in calibration.float().split(32)]
+    calibration = calibration.detach().to("cpu", torch.float32).contiguous()
+    batches = [{"images": c.numpy()} for c in calibration.split(32)]
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -154,7 +155,8 @@ def onnx_logits(path: str | Path, images: torch.Tensor, batch_size: int = 256) -
         (8, 10)
     """
     session = onnx_session(path)
-    outputs = [session.run(None, {"images": chunk.float().numpy()})[0]
+    images = images.detach().to("cpu", torch.float32).contiguous()
+    outputs = [session.run(None, {"images": chunk.numpy()})[0]
                for chunk in images.split(batch_size)]  # fmt: skip
     return np.concatenate(outputs)
 
@@ -169,8 +171,9 @@ def onnx_accuracy(path: str | Path, loader: Iterable) -> float:
     session = onnx_session(path)
     correct = total = 0
     for images, labels in loader:
-        logits = session.run(None, {"images": images.float().numpy()})[0]
-        correct += int((logits.argmax(1) == labels.numpy()).sum())
+        images = images.detach().to("cpu", torch.float32).contiguous()
+        logits = session.run(None, {"images": images.numpy()})[0]
+        correct += int((logits.argmax(1) == torch.as_tensor(labels).cpu().numpy()).sum())
         total += len(labels)
     if total == 0:
         raise CnnlabError("the evaluation loader is empty: nothing to measure accuracy on.")

@@ -4,7 +4,8 @@
 notebook 07 teaches: the tensor-resident loader, a large batch with a warm-up and
 linear-decay schedule, SGD with Nesterov momentum, label smoothing, progressive resizing
 (the first epochs on 24-px images), channels_last memory order and flip test-time
-augmentation (and mixed precision on a GPU). It evaluates on the test set
+augmentation (and mixed precision on a GPU, through
+:func:`cnnlab.settings.autocast_dtype`). It evaluates on the test set
 after every epoch to report the wall time to each accuracy target, as speed-run
 benchmarks do; nothing is tuned on those numbers during the run.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch.utils.data import Dataset
 
+from .callbacks import ProgressiveResizing
 from .data import DecodedImages, TensorLoader, decode_images, load_cifar10
 from .engine import History, evaluate, fit
 from .models import FastNet
@@ -41,7 +43,7 @@ class FastRecipe:
     low_res: int = 24
     tta_flip: bool = True  # for the final evaluation
     channels_last: bool = True  # NHWC: 1.2x measured on a 2-core AVX2 CPU too
-    amp: bool = True  # bfloat16/float16 autocast on CUDA; ignored elsewhere
+    precision: str = "auto"  # bf16 or fp16 autocast on CUDA, float32 elsewhere
     compile: bool = False
     seed: int = 0
 
@@ -133,23 +135,21 @@ def cifar10_fast(
     scheduler = warmup_linear_decay(optimizer, steps, recipe.warmup_fraction)
 
     low_res_epochs = min(recipe.low_res_epochs, recipe.epochs - 1)  # the last: full size
-
-    def progressive_resizing(epoch: int) -> None:
-        train_loader.resize = recipe.low_res if epoch <= low_res_epochs else None
+    resizing = ProgressiveResizing(train_loader, recipe.low_res, low_res_epochs)
 
     history = fit(
         model, train_loader, test_loader, epochs=recipe.epochs, optimizer=optimizer,
-        scheduler=scheduler, scheduler_interval="step", device=device, amp=recipe.amp and
-        device.type == "cuda", label_smoothing=recipe.label_smoothing,
+        scheduler=scheduler, scheduler_interval="step", device=device,
+        precision=recipe.precision, label_smoothing=recipe.label_smoothing,
         channels_last=channels_last, compile=recipe.compile,
-        epoch_start=[progressive_resizing], progress=progress,
+        callbacks=[resizing], progress=progress,
     )  # fmt: skip
     elapsed = list(itertools.accumulate(history.seconds))
     accuracies = list(history.val_acc)
     if recipe.tta_flip:
         start = time.perf_counter()
         final = evaluate(model, test_loader, device=device, tta_flip=True,
-                         channels_last=channels_last).accuracy  # fmt: skip
+                         precision=recipe.precision, channels_last=channels_last).accuracy  # fmt: skip
         elapsed.append(elapsed[-1] + time.perf_counter() - start)
         accuracies.append(final)
     time_to = {target: _first_time(elapsed, accuracies, target) for target in targets}

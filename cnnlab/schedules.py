@@ -47,7 +47,8 @@ def warmup_linear_decay(
         raise ValueError(f"total_steps must be at least 1, got {total_steps}")
     if not 0 <= warmup_fraction < 1:
         raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
-    warmup = round(total_steps * warmup_fraction)
+    # at least one step of decay, even when the warm-up rounds up to every step
+    warmup = min(round(total_steps * warmup_fraction), total_steps - 1)
 
     def factor(step: int) -> float:
         if step < warmup:

@@ -165,6 +165,100 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_ALIASES = {"float32": "fp32", "32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
+
+
+def _capability(device: torch.device) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(device)
+
+
+def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype | None:
+    """The dtype to run the forward pass in under ``torch.autocast``, or None for float32.
+
+    ``precision`` is ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``:
+
+    - ``"auto"`` on CUDA: bfloat16 from compute capability 8.0 (Ampere: A100, RTX 30xx,
+      and later), float16 below it (a T4 is 7.5, a V100 7.0), where bfloat16 has no
+      hardware support and would be emulated, slower than float32. On a CPU or Apple's
+      MPS, ``"auto"`` means float32: their 16-bit arithmetic is rarely faster for CNNs.
+    - ``"bf16"`` is refused on CUDA GPUs below 8.0, with the reason; ``"fp16"`` and
+      ``"bf16"`` are honoured elsewhere (PyTorch runs both on the CPU too).
+    - float16 needs a gradient scaler (:func:`grad_scaler` makes one): its small range
+      turns tiny gradients into zeros unless the loss is scaled up first.
+
+    Example:
+        >>> autocast_dtype("cpu") is None
+        True
+        >>> autocast_dtype("cpu", "bf16")
+        torch.bfloat16
+        >>> autocast_dtype("cpu", "fp8")
+        Traceback (most recent call last):
+        ...
+        ValueError: precision='fp8' is not one of auto, fp32, bf16, fp16 ...
+    """
+    device = torch.device(device)
+    name = _ALIASES.get(str(precision).lower(), str(precision).lower())
+    if name not in PRECISIONS:
+        raise ValueError(
+            f"precision={precision!r} is not one of {', '.join(PRECISIONS)} ('auto' picks "
+            "bfloat16 or float16 on a GPU and float32 elsewhere; 'fp32' turns mixed precision off)."
+        )
+    if name == "fp32":
+        return None
+    if device.type != "cuda":
+        return {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+    major, minor = _capability(device)
+    if name == "fp16" or (name == "auto" and major < 8):
+        return torch.float16
+    if name == "bf16" and major < 8:
+        raise ValueError(
+            f"precision='bf16' on {_gpu_name(device)} (compute capability {major}.{minor}): "
+            "bfloat16 needs compute capability 8.0 or newer (A100, RTX 30xx, L4, H100); below "
+            "that it is emulated and slower than float32. Use precision='fp16' (with a "
+            "gradient scaler, which fit adds) or precision='auto'."
+        )
+    return torch.bfloat16
+
+
+def _gpu_name(device: torch.device) -> str:
+    try:
+        return torch.cuda.get_device_name(device)
+    except Exception:  # a mocked or vanished device: the capability says enough
+        return "this GPU"
+
+
+def grad_scaler(
+    device: torch.device | str, dtype: torch.dtype | None
+) -> torch.amp.GradScaler | None:
+    """A ``GradScaler`` when ``dtype`` is float16 (on any device), else None.
+
+    Example:
+        >>> grad_scaler("cpu", torch.float16).is_enabled(), grad_scaler("cpu", None)
+        (True, None)
+    """
+    if dtype != torch.float16:
+        return None
+    return torch.amp.GradScaler(torch.device(device).type)
+
+
+def smoke_note(text: str = "") -> str:
+    """In a smoke run (``CNNLAB_FAST=1``), ``text`` followed by a warning that the numbers
+    mean nothing; in a full run, ``text`` unchanged. Notebooks put it on every result.
+
+    Example:
+        >>> import os; os.environ["CNNLAB_FAST"] = "1"
+        >>> smoke_note("test accuracy 11%")
+        'test accuracy 11%  [SMOKE RUN (CNNLAB_FAST=1): tiny data, one short epoch; this number means nothing]'
+    """
+    if not fast_mode():
+        return text
+    return f"{text}  {SMOKE_TAG}" if text else SMOKE_TAG
+
+
+SMOKE_TAG = "[SMOKE RUN (CNNLAB_FAST=1): tiny data, one short epoch; this number means nothing]"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (CPU and every GPU) with one number.
 

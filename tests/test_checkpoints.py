@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cnnlab import seed_everything
+from cnnlab.callbacks import ModelCheckpoint
 from cnnlab.checkpoints import (
     CheckpointError,
     atomic_save,
@@ -20,6 +21,7 @@ from cnnlab.checkpoints import (
 )
 from cnnlab.data import StandInCIFAR10, cifar10_eval_transform, cifar10_train_transform, make_loader
 from cnnlab.engine import History, fit
+from cnnlab.errors import ConfigurationError
 from cnnlab.models import SimpleCNN
 
 
@@ -73,10 +75,10 @@ def _run(tmp_path, epochs, checkpoint=None, resume=False):
     model = SimpleCNN()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    callbacks = [ModelCheckpoint(checkpoint, resume=resume)] if checkpoint else []
     return fit(model, make_loader(train, 64, shuffle=True, seed=3, num_workers=0),
                make_loader(test, 64, num_workers=0), epochs=epochs, optimizer=optimizer,
-               scheduler=scheduler, device="cpu", progress=False, checkpoint=checkpoint,
-               resume=resume)  # fmt: skip
+               scheduler=scheduler, device="cpu", progress=False, callbacks=callbacks)  # fmt: skip
 
 
 def test_resume_gives_the_same_history_as_an_uninterrupted_run(tmp_path):
@@ -94,11 +96,27 @@ def test_resuming_with_worker_processes_warns_that_it_is_not_exact(tmp_path):
     train = StandInCIFAR10(train=True, size=64, transform=cifar10_train_transform())
     path = tmp_path / "run.pt"
     fit(SimpleCNN(), make_loader(train, 32, num_workers=0), epochs=1, device="cpu",
-        progress=False, checkpoint=path)  # fmt: skip
+        progress=False, callbacks=[ModelCheckpoint(path)])  # fmt: skip
     loader = make_loader(train, 32, shuffle=True, seed=0, num_workers=1)
     with pytest.warns(UserWarning, match="num_workers=0 when you need an exact repeat"):
-        fit(SimpleCNN(), loader, epochs=2, device="cpu", progress=False, checkpoint=path,
-            resume=True)  # fmt: skip
+        fit(SimpleCNN(), loader, epochs=2, device="cpu", progress=False,
+            callbacks=[ModelCheckpoint(path, resume=True)])  # fmt: skip
+
+
+def test_an_existing_checkpoint_is_never_overwritten_unasked(tmp_path):
+    path = tmp_path / "run.pt"
+    loader = make_loader(StandInCIFAR10(size=32, transform=cifar10_eval_transform()), 16,
+                         num_workers=0)  # fmt: skip
+    fit(SimpleCNN(), loader, epochs=1, device="cpu", progress=False,
+        callbacks=[ModelCheckpoint(path)])  # fmt: skip
+    before = path.read_bytes()
+    with pytest.raises(ConfigurationError, match=r"resume=True\) to continue.*overwrite=True"):
+        fit(SimpleCNN(), loader, epochs=1, device="cpu", progress=False,
+            callbacks=[ModelCheckpoint(path)])  # fmt: skip
+    assert path.read_bytes() == before
+    fit(SimpleCNN(), loader, epochs=1, device="cpu", progress=False,
+        callbacks=[ModelCheckpoint(path, overwrite=True)])  # fmt: skip
+    assert path.read_bytes() != before
 
 
 def test_an_interrupted_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):

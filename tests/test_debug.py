@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from cnnlab import seed_everything
+from cnnlab.callbacks import TensorBoard
 from cnnlab.data import make_loader
 from cnnlab.debug import (
     NonFiniteError,
     ShapeTraceError,
-    TensorBoardLogger,
     check_batch,
     find_nonfinite,
     layer_stats,
@@ -227,19 +227,20 @@ def test_lr_finder_suggests_a_rate_that_trains_well(standin_train, standin_test)
 # ---------------------------------------------------------------- TensorBoard
 
 
-def test_tensorboard_logger_writes_scalars_histograms_images_and_graph(tmp_path, tiny_loaders):
+def test_tensorboard_callback_writes_scalars_histograms_images_and_graph(tmp_path, tiny_loaders):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train, test = tiny_loaders
     seed_everything(0)
     model = SimpleCNN()
-    logger = TensorBoardLogger(tmp_path / "run", model, next(iter(train)))
-    fit(model, train, test, epochs=2, epoch_end=[logger], device="cpu", progress=False)
-    logger.close()
+    board = TensorBoard(tmp_path / "run", next(iter(train)), log_every_n_steps=2)
+    fit(model, train, test, epochs=2, callbacks=[board], device="cpu", progress=False)
     events = EventAccumulator(str(tmp_path / "run"), size_guidance={"histograms": 0}).Reload()
     tags = events.Tags()
     assert {"loss/train", "loss/val", "accuracy/val", "learning_rate"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("loss/train")] == [1, 2]
+    # per step too: 4 batches an epoch, every second step logged
+    assert [e.step for e in events.Scalars("loss/train_step")] == [2, 4, 6, 8]
     assert "weights/features.0.weight" in tags["histograms"]
     assert "samples" in tags["images"] and tags["graph"]
 

@@ -1,4 +1,5 @@
-import math
+import re
+import warnings
 
 import pytest
 import torch
@@ -6,8 +7,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab import seed_everything
+from cnnlab.callbacks import EarlyStopping
 from cnnlab.data import make_loader
 from cnnlab.engine import History, evaluate, fit, train_one_epoch
+from cnnlab.errors import ConfigurationError
 from cnnlab.models import SimpleCNN
 
 
@@ -92,32 +95,44 @@ def test_plateau_scheduler_gets_the_monitored_value(tiny_loaders):
     assert seen == h.val_loss
 
 
-def test_early_stopping_and_keep_best(tiny_loaders):
+def test_early_stopping_and_restore_best(tiny_loaders):
     train, test = tiny_loaders
     seed_everything(0)
     model = SimpleCNN()
     # A learning rate this high makes the loss blow up after the first epoch.
     opt = torch.optim.SGD(model.parameters(), lr=5.0)
-    h = fit(model, train, test, epochs=10, optimizer=opt, early_stopping=2, monitor="val_acc",
-            keep_best=True, progress=False, device="cpu")  # fmt: skip
+    stopper = EarlyStopping("val_acc", patience=2, restore_best=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the diverging loss warns; that is the point here
+        h = fit(model, train, test, epochs=10, optimizer=opt, callbacks=[stopper],
+                progress=False, device="cpu")  # fmt: skip
     assert len(h) < 10
     best = h.best_epoch("val_acc")
+    assert stopper.best_epoch == best and stopper.stopped_epoch == len(h)
     assert len(h) == best + 2  # stopped exactly `patience` epochs after the best
     restored = evaluate(model, test).accuracy
     assert restored == pytest.approx(h.val_acc[best - 1])
 
 
-def test_without_validation_monitor_falls_back_to_training(tiny_loaders):
-    h = fit(SimpleCNN(), tiny_loaders[0], epochs=1, keep_best=True, progress=False, device="cpu")
+def test_a_monitor_needs_the_data_it_watches(tiny_loaders):
+    with pytest.raises(
+        ConfigurationError, match=r"val_loader=.*Valid monitors: train_loss, train_acc"
+    ):
+        fit(SimpleCNN(), tiny_loaders[0], epochs=1, progress=False, device="cpu",
+            callbacks=[EarlyStopping("val_loss")])  # fmt: skip
+    h = fit(SimpleCNN(), tiny_loaders[0], epochs=1, progress=False, device="cpu",
+            callbacks=[EarlyStopping("train_loss", patience=None, restore_best=True)])  # fmt: skip
     assert h.val_loss == [None] and h.best_epoch("train_loss") == 1
     with pytest.raises(ValueError, match="pass val_loader"):
         h.best_epoch("val_loss")
 
 
-def test_amp_on_cpu_warns_and_trains_in_float32(tiny_loaders):
-    with pytest.warns(UserWarning, match="amp=True is for CUDA GPUs"):
-        h = fit(SimpleCNN(), tiny_loaders[0], epochs=1, amp=True, progress=False, device="cpu")
-    assert math.isfinite(h.train_loss[0])
+def test_cpu_trains_in_float32_by_default_and_auto_stays_float32(tiny_loaders):
+    dtypes = []
+    model = SimpleCNN()
+    model.classifier.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    fit(model, tiny_loaders[0], epochs=1, precision="auto", progress=False, device="cpu")
+    assert set(dtypes) == {torch.float32}
 
 
 def test_grad_clip_bounds_the_update():
@@ -149,13 +164,23 @@ def test_evaluate_restores_training_mode_and_needs_data(tiny_loaders):
     empty = DataLoader(TensorDataset(torch.zeros(0, 3, 32, 32), torch.zeros(0, dtype=torch.long)))
     with pytest.raises(ValueError, match="yielded no batches"):
         evaluate(model, empty)
-    with pytest.raises(ValueError, match="is the data set empty"):
+    with pytest.raises(ValueError, match="training loader has no batches"):
         fit(model, empty, epochs=1, progress=False, device="cpu")
 
 
 def test_bad_scheduler_interval():
     with pytest.raises(ValueError, match="'epoch' or 'step'"):
         fit(SimpleCNN(), [], scheduler_interval="batch")
+
+
+def test_old_keywords_say_what_replaced_them():
+    for name, hint in [("amp", "precision='auto'"), ("early_stopping", "EarlyStopping"),
+                       ("keep_best", "restore_best=True"), ("checkpoint", "ModelCheckpoint"),
+                       ("epoch_end", "LambdaCallback")]:  # fmt: skip
+        with pytest.raises(
+            TypeError, match=f"fit\\(\\) no longer takes {name}=.*{re.escape(hint)}"
+        ):
+            fit(SimpleCNN(), [], **{name: True})
 
 
 def test_history_best_epoch_direction():

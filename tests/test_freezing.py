@@ -10,9 +10,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab import seed_everything
+from cnnlab.callbacks import GradualUnfreezing, LambdaCallback
 from cnnlab.engine import fit, train_one_epoch
 from cnnlab.freezing import (
-    GradualUnfreezing,
     discriminative_param_groups,
     freeze,
     freeze_to,
@@ -146,12 +146,13 @@ def test_gradual_unfreezing_unfreezes_the_right_group_at_the_right_epoch():
     trained_at = []  # runs after the schedule at the start of each epoch
     snapshots = []
 
-    def record(epoch):
+    def record(state):
         trained_at.append(schedule.trainable_groups())
         snapshots.append(_snapshot(model)[0])
 
     optimizer = torch.optim.SGD(discriminative_param_groups(model, 0.05), lr=0.05)
-    fit(model, _loader(), epochs=5, optimizer=optimizer, epoch_start=[schedule, record],
+    fit(model, _loader(), epochs=5, optimizer=optimizer,
+        callbacks=[schedule, LambdaCallback(on_epoch_start=record)],
         device="cpu", progress=False)  # fmt: skip
     assert trained_at == [
         ["head"],

@@ -81,3 +81,15 @@ def test_schedule_refuses_impossible_settings(steps, fraction):
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     with pytest.raises(ValueError, match="must be"):
         warmup_linear_decay(opt, steps, fraction)
+
+
+@pytest.mark.parametrize(("steps", "fraction"), [(1, 0.5), (2, 0.9), (3, 0.99), (1, 0.0)])
+def test_schedule_survives_a_warm_up_that_rounds_to_every_step(steps, fraction):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.4)
+    sched = warmup_linear_decay(opt, steps, fraction)
+    rates = []
+    for _ in range(steps + 2):  # a step or two past the end, as a resumed run may take
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(0.0 <= r <= 0.4 for r in rates) and rates[-1] == 0.0

@@ -13,7 +13,14 @@ from .loaders import (
     train_val_split,
 )
 from .standin import STANDIN_CLASSES, StandInCIFAR10, generate_standin
-from .tensor_loader import DecodedImages, TensorLoader, decode_images, random_crop_flip
+from .tensor_loader import (
+    DecodedImages,
+    TensorLoader,
+    crop_flip,
+    decode_images,
+    draw_crop_flip,
+    random_crop_flip,
+)
 from .transforms import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -39,9 +46,11 @@ __all__ = [
     "cifar10_eval_transform",
     "cifar10_train_transform",
     "class_subset",
+    "crop_flip",
     "decode_images",
     "default_num_workers",
     "denormalize",
+    "draw_crop_flip",
     "extract_archive",
     "generate_standin",
     "load_cifar10",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from .transforms import CIFAR10_MEAN, CIFAR10_STD
@@ -117,6 +117,58 @@ def decode_images(dataset: Dataset, cache: bool | str | Path = True) -> DecodedI
     return DecodedImages(images, labels, classes)
 
 
+def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Map positions in a reflect-padded axis back to ``[0, size)`` (as ``F.pad`` does)."""
+    index = index.abs()
+    return torch.where(index > size - 1, 2 * (size - 1) - index, index)
+
+
+def crop_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flips: torch.Tensor,
+              padding: int = 4) -> torch.Tensor:  # fmt: skip
+    """Crop every image of a batch at its own offsets ``dy, dx`` in ``[0, 2 * padding]`` of a
+    reflect-padded copy, and mirror the images where ``flips`` is True.
+
+    Nothing is padded or converted: the reflected row and column indices are computed
+    directly, and two ``gather`` calls move every pixel of every image at once, in the
+    images' own dtype (uint8 stays uint8) and on their device. ``dy``, ``dx`` and
+    ``flips`` must be on that device too.
+
+    Example:
+        >>> x = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
+        >>> x[0, 0, 0]
+        tensor([0, 1, 2, 3], dtype=torch.uint8)
+        >>> one = torch.tensor([1])  # offset == padding: the crop is the image itself
+        >>> crop_flip(x, one, one, torch.tensor([True]), padding=1)[0, 0, 0]  # mirrored
+        tensor([3, 2, 1, 0], dtype=torch.uint8)
+        >>> crop_flip(x, one - 1, one + 1, torch.tensor([False]), padding=1)[0, 0, 0]
+        tensor([5, 6, 7, 6], dtype=torch.uint8)
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    rows = _reflect(torch.arange(h, device=device) + dy[:, None] - padding, h)
+    cols = torch.arange(w, device=device)
+    cols = torch.where(flips[:, None], w - 1 - cols, cols) + dx[:, None] - padding
+    cols = _reflect(cols, w)
+    out = images.gather(2, rows[:, None, :, None].expand(n, c, h, w))
+    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
+def draw_crop_flip(n: int, padding: int = 4, flip: bool = True,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """Draw ``dy``, ``dx`` (each in ``[0, 2 * padding]``) and coin flips for ``n`` images, in
+    that order, on the CPU (so a seed gives the same augmentation on every device).
+
+    Example:
+        >>> dy, dx, flips = draw_crop_flip(3, generator=torch.Generator().manual_seed(0))
+        >>> dy.shape, flips.dtype
+        (torch.Size([3]), torch.bool)
+    """
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    return dy, dx, flips
+
+
 def random_crop_flip(
     images: torch.Tensor,
     padding: int = 4,
@@ -126,32 +178,17 @@ def random_crop_flip(
     """Random crop of a reflect-padded batch, and random horizontal flip, for all at once.
 
     Each image gets its own offsets ``dy, dx`` in ``[0, 2 * padding]`` and its own coin
-    flip, drawn in that order from ``generator`` (on the CPU, so results do not depend
-    on the device). Two ``gather`` calls pick the rows and the (possibly reversed)
-    columns of every image: no Python loop over images.
+    flip (:func:`draw_crop_flip`), applied by :func:`crop_flip`: no Python loop over
+    images, no padding copy, the dtype kept.
 
     Example:
         >>> x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
         >>> random_crop_flip(x, padding=1, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([2, 1, 4, 4])
     """
-    n, c, h, w = images.shape
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
-    if padding:
-        # reflect padding is implemented for float tensors
-        padded = torch.nn.functional.pad(images.float(), (padding,) * 4, mode="reflect")
-    else:
-        padded = images.float()
-    cols = torch.arange(w)
-    cols = torch.where(flips[:, None], w - 1 - cols, cols) + dx[:, None]
-    rows = torch.arange(h) + dy[:, None]
-    device = images.device
-    rows = rows.to(device)[:, None, :, None].expand(n, c, h, padded.shape[-1])
-    out = padded.gather(2, rows)
-    cols = cols.to(device)[:, None, None, :].expand(n, c, h, w)
-    return out.gather(3, cols).to(images.dtype)
+    draws = draw_crop_flip(len(images), padding, flip, generator)
+    dy, dx, flips = (t.to(images.device) for t in draws)
+    return crop_flip(images, dy, dx, flips, padding)
 
 
 class TensorLoader:
@@ -172,6 +209,12 @@ class TensorLoader:
             *progressive resizing*: cheaper low-resolution epochs first. It is an
             attribute: change it between epochs (``loader.resize = None`` for full size).
 
+    The labels are checked once, here, on the host (``fit`` then compares only
+    ``num_classes`` with the model's outputs: no per-step check). Each epoch draws its
+    order and its augmentation on the CPU generator (the same draws on every device) and
+    copies them to the device once; a step only indexes tensors already there, so the
+    loader never makes the GPU wait.
+
     Example:
         >>> loader = TensorLoader.from_dataset(StandInCIFAR10(size=100), batch_size=32,
         ...                                    shuffle=True, augment=True, seed=0)
@@ -181,6 +224,7 @@ class TensorLoader:
     """
 
     num_workers = 0  # fit() asks: everything happens in this process
+    batches_checked = True  # finite float32 images and labels in [0, num_classes), checked once
 
     def __init__(
         self,
@@ -203,6 +247,10 @@ class TensorLoader:
                 f"expected uint8 images of shape (N, C, H, W), got {data.images.dtype} "
                 f"{tuple(data.images.shape)}: build the data with decode_images()."
             )
+        if not all(float(s) > 0 for s in std):
+            raise ValueError(f"std must be positive in every channel, got {tuple(std)}: "
+                             "a zero would divide by zero and give infinite inputs.")  # fmt: skip
+        self.num_classes = _checked_class_count(data)
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
@@ -231,19 +279,19 @@ class TensorLoader:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _order(self) -> list[int]:
+    def _order(self) -> torch.Tensor:
         # Same draws as a DataLoader sharing this generator: one base seed per epoch
         # (which a DataLoader hands to its workers), then RandomSampler's permutation.
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        indices = range(len(self.labels))
+        n = len(self.labels)
         if not self.shuffle:
-            return list(SequentialSampler(indices))
-        return list(RandomSampler(indices, generator=self.generator))
+            return torch.arange(n)
+        return torch.tensor(list(RandomSampler(range(n), generator=self.generator)))
 
-    def _batch(self, index: torch.Tensor) -> torch.Tensor:
+    def _batch(self, index: torch.Tensor, draws: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
         images = self.images[index]
-        if self.augment:
-            images = random_crop_flip(images, self.padding, generator=self.generator)
+        if draws is not None:
+            images = crop_flip(images, *draws, padding=self.padding)
         # ToTensor's and Normalize's arithmetic, in their order: results match bit for bit
         x = images.float().div_(255).sub_(self.mean).div_(self.std)
         if self.resize is not None and self.resize != x.shape[-1]:
@@ -252,8 +300,36 @@ class TensorLoader:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.tensor(self._order(), dtype=torch.int64)
-        stop = len(self) * self.batch_size
-        for start in range(0, min(stop, len(order)), self.batch_size):
-            index = order[start : start + self.batch_size].to(self.device)
-            yield self._batch(index), self.labels[index]
+        order = self._order()
+        stop = min(len(self) * self.batch_size, len(order))
+        draws = draw_crop_flip(len(order), self.padding, generator=self.generator) \
+            if self.augment else None  # fmt: skip
+        # one copy to the device per epoch; every step below only indexes on the device
+        order = order.to(self.device, non_blocking=True)
+        if draws is not None:
+            draws = tuple(t.to(self.device, non_blocking=True) for t in draws)
+        for start in range(0, stop, self.batch_size):
+            index = order[start : start + self.batch_size]
+            step_draws = tuple(t[start : start + self.batch_size] for t in draws) \
+                if draws is not None else None  # fmt: skip
+            yield self._batch(index, step_draws), self.labels[index]
+
+
+def _checked_class_count(data: DecodedImages) -> int:
+    """Labels must be whole numbers in ``[0, number of classes)``: checked once, on the host."""
+    from ..errors import LabelError
+
+    labels = data.labels
+    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise LabelError(f"labels must be integer class indices, got dtype {labels.dtype}: "
+                         "convert them with labels.long().")  # fmt: skip
+    if len(labels) == 0:
+        return len(data.classes)
+    low, high = torch.aminmax(labels.cpu())
+    count = len(data.classes) or int(high) + 1
+    if int(low) < 0 or int(high) >= count:
+        bad = int(low) if int(low) < 0 else int(high)
+        raise LabelError(f"labels must be in [0, {count}) for the {count} classes "
+                         f"{list(data.classes)[:5]}..., found {bad}: labels start at 0, one per "
+                         "class in DecodedImages.classes.")  # fmt: skip
+    return count
