@@ -13,8 +13,22 @@ import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
+from . import settings
 from .data.transforms import CIFAR10_MEAN, CIFAR10_STD, denormalize
-from .engine import History
+from .history import History
+
+
+def smoke_stamp(fig: Figure) -> Figure:
+    """In a smoke run (``CNNLAB_FAST=1``), write across the bottom of ``fig`` that its
+    numbers mean nothing; every result plot of cnnlab does this. Returns ``fig``.
+
+    Example:
+        >>> fig = smoke_stamp(plt.figure())
+    """
+    if settings.fast_mode():
+        fig.text(0.5, 0.005, settings.SMOKE_TAG, ha="center", va="bottom", fontsize=8,
+                 color="#b00020", wrap=True)  # fmt: skip
+    return fig
 
 
 def _to_display(images: torch.Tensor, mean, std) -> np.ndarray:
@@ -98,7 +112,7 @@ def plot_history(history: History, title: str | None = None) -> Figure:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return smoke_stamp(fig)
 
 
 def plot_confusion_matrix(
@@ -127,7 +141,7 @@ def plot_confusion_matrix(
     )  # fmt: skip
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
-    return fig
+    return smoke_stamp(fig)
 
 
 def plot_per_class_accuracy(accuracy: Sequence[float], class_names: Sequence[str]) -> Figure:
@@ -144,7 +158,7 @@ def plot_per_class_accuracy(accuracy: Sequence[float], class_names: Sequence[str
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    return fig
+    return smoke_stamp(fig)
 
 
 @torch.no_grad()
@@ -181,7 +195,7 @@ def show_misclassified(
         ax.text(0.5, 0.5, "no mistakes found", ha="center", va="center")
         return fig
     xs, ys, ps = (torch.cat(t)[:limit] for t in (wrong_x, wrong_y, wrong_p))
-    return show_images(xs, ys, class_names, predictions=ps, **kwargs)
+    return smoke_stamp(show_images(xs, ys, class_names, predictions=ps, **kwargs))
 
 
 def plot_strategies(results: Sequence, title: str = "fine-tuning strategies") -> Figure:
@@ -203,4 +217,4 @@ def plot_strategies(results: Sequence, title: str = "fine-tuning strategies") ->
     ax.grid(alpha=0.3)
     ax.margins(x=0.35, y=0.15)
     fig.tight_layout()
-    return fig
+    return smoke_stamp(fig)
