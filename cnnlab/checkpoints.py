@@ -39,11 +39,40 @@ class CheckpointError(CnnlabError, RuntimeError):
     """A checkpoint could not be read safely, or does not fit the model."""
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
+    """Delete temporary files that a killed writer of ``name`` left in ``folder``: those
+    whose writer process (its id is in the file name) no longer runs.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> remove_stale_temporaries(pathlib.Path(tempfile.mkdtemp()), "last.pt")
+        []
+    """
+    removed = []
+    for tmp in folder.glob(f".{name}.*.tmp"):
+        parts = tmp.name[len(name) + 2 :].split(".")
+        if parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def atomic_save(obj: object, path: str | Path) -> Path:
     """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``.
 
     The rename is atomic on the same file system, so readers see the old file or the
-    new one, never half of one.
+    new one, never half of one. The temporary file's name holds this process's id, so
+    two writers never share one, and the next save removes what a killed writer left.
 
     Example:
         >>> import tempfile, pathlib
@@ -52,7 +81,9 @@ def atomic_save(obj: object, path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)  # fmt: skip
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -65,8 +96,35 @@ def atomic_save(obj: object, path: str | Path) -> Path:
     return path
 
 
+def _not_a_checkpoint(path: Path) -> str | None:
+    """Why the file at ``path`` cannot be a PyTorch checkpoint, judged from its first bytes
+    (None when it could be one)."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if not head:
+        return "is empty (0 bytes): the save or the copy did not finish. Use another copy."
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None  # torch.save's zip archive, or the legacy pickle format
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml")):
+        return ("is an HTML page, not a checkpoint: a download that saved an error or login "
+                "page? Download the file again from its original link.")  # fmt: skip
+    try:
+        head.decode("utf-8")
+        return "is a text file, not a PyTorch checkpoint: check the file name."
+    except UnicodeDecodeError:
+        pass
+    return ("is not a PyTorch checkpoint: it is neither a zip archive (what torch.save writes) "
+            "nor a pickle. Check the file name, or copy the file again.")  # fmt: skip
+
+
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> object:
-    """``torch.load(path, weights_only=True)``, with errors that say what happened.
+    """``torch.load(path, weights_only=True)``, with errors that say what the file is.
+
+    A missing file, an empty, truncated or damaged one, a text file, an HTML page saved
+    by a failed download, random bytes, and a file holding pickled Python objects (a
+    whole model saved with ``torch.save(model)``, or something malicious) each get their
+    own message and fix; pickled code is never run.
 
     Example:
         >>> import tempfile, pathlib
@@ -76,21 +134,66 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> obj
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: check the path (and that training "
-                              "saved one).")  # fmt: skip
+        what = "a folder" if path.is_dir() else "no file"
+        raise CheckpointError(f"{path} is {what}, not a checkpoint: check the path (and that "
+                              "training saved one there).")  # fmt: skip
+    reason = _not_a_checkpoint(path)
+    if reason:
+        raise CheckpointError(f"{path} {reason}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        if "GLOBAL" not in str(error) and "global" not in str(error).lower():
+            raise CheckpointError(f"{path} is damaged: its pickle data cannot be read "
+                                  f"({error}). Use an earlier checkpoint or copy.") from error  # fmt: skip
         raise CheckpointError(
             f"{path} is not a plain weights file: it contains pickled Python objects, which "
             "could run arbitrary code when loaded, so it was refused (weights_only=True). "
             "If you made this file yourself with torch.save(model), load it once with "
             "torch.load(path, weights_only=False) in a trusted setting and re-save "
-            f"model.state_dict(). Details: {error}"
+            f"model.state_dict(). Details: {str(error).splitlines()[0]}"
         ) from error
-    except (RuntimeError, EOFError) as error:
-        raise CheckpointError(f"{path} is damaged or not a PyTorch file ({error}); use an "
-                              "earlier checkpoint.") from error  # fmt: skip
+    except (RuntimeError, EOFError, ValueError, OSError, IndexError) as error:
+        raise CheckpointError(
+            f"{path} is truncated or damaged: it starts like a PyTorch file but cannot be read "
+            f"({str(error).splitlines()[0]}). An interrupted copy or download? Copy it again, "
+            "or use an earlier checkpoint."
+        ) from error
+
+
+def describe(state: object) -> str:
+    """What a loaded checkpoint holds: ``"model"`` (a model file from
+    :meth:`cnnlab.inference.Predictor.save` or ``cnnlab train``: weights, class names,
+    preprocessing), ``"training"`` (a checkpoint to resume from), ``"state_dict"``
+    (weights only) or ``"unknown"``.
+
+    Example:
+        >>> describe({"fc.weight": torch.zeros(2, 2)})
+        'state_dict'
+    """
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        return "model" if "model_spec" in (state.get("extra") or {}) else "training"
+    if (
+        isinstance(state, dict)
+        and state
+        and all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
+        return "state_dict"
+    return "unknown"
+
+
+def _fit_error(path: Path, error: RuntimeError, model: nn.Module) -> CheckpointError:
+    """Say which weights did not fit, and what that suggests."""
+    text = str(error)
+    missing = text.count("Missing key") > 0
+    hint = ("build the model with the same architecture and number of classes as the "
+            "one that was saved")  # fmt: skip
+    if "size mismatch" in text and not missing:
+        hint = ("the architecture matches but some shapes do not: most often another number "
+                "of classes (num_classes) or image size (input_size)")  # fmt: skip
+    lines = [line.strip() for line in text.splitlines() if line.strip()][:4]
+    return CheckpointError(f"the weights in {path} do not fit this {type(model).__name__}: "
+                           f"{hint}.\n" + "\n".join(lines))  # fmt: skip
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -114,13 +217,15 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.
         Linear(in_features=2, out_features=1, bias=True)
     """
     state = safe_load(path)
-    if isinstance(state, dict) and state.get("format") == FORMAT:
+    if describe(state) in ("model", "training"):
         state = state["model"]
+    elif describe(state) != "state_dict":
+        raise CheckpointError(f"{path} holds no weights cnnlab recognises (neither a state_dict "
+                              "nor a cnnlab checkpoint).")  # fmt: skip
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as error:
-        raise CheckpointError(f"the weights in {path} do not fit this model: build the model "
-                              f"with the same architecture and number of classes.\n{error}") from error  # fmt: skip
+        raise _fit_error(Path(path), error, model) from error
     return model
 
 
@@ -209,14 +314,14 @@ def load_checkpoint(
         3
     """
     state = safe_load(path)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a cnnlab training checkpoint; for a plain "
-                              "state_dict use load_weights(model, path).")  # fmt: skip
-    load_weights_from = state["model"]
+    if describe(state) not in ("model", "training"):
+        raise CheckpointError(f"{path} is not a cnnlab training checkpoint but a "
+                              f"{describe(state).replace('_', ' ')} file; for a plain state_dict "
+                              "use load_weights(model, path).")  # fmt: skip
     try:
-        model.load_state_dict(load_weights_from)
+        model.load_state_dict(state["model"])
     except RuntimeError as error:
-        raise CheckpointError(f"the checkpoint {path} does not fit this model: {error}") from error
+        raise _fit_error(Path(path), error, model) from error
     if optimizer is not None and state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:

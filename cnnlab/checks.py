@@ -97,7 +97,8 @@ def check_labels(y: torch.Tensor, num_classes: int) -> torch.Tensor:
             raise LabelError(
                 f"labels must be in [0, {num_classes}) for {num_classes} classes, found {bad}: "
                 "check the model's number of outputs (num_classes) and how the data set "
-                "numbers its classes (labels start at 0)."
+                "numbers its classes (labels start at 0), or the data is not the data set "
+                "the model was made for (compare its classes with the model's)."
             )
     return y.long()
 

@@ -29,3 +29,7 @@ class NonFiniteInputError(CnnlabError, ValueError):
 
 class ConfigurationError(CnnlabError, ValueError):
     """Options of ``fit`` (or a callback) that contradict each other or cannot work."""
+
+
+class ImageTransformError(CnnlabError, ValueError):
+    """A transform failed on one image (named in the message)."""

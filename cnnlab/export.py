@@ -93,17 +93,21 @@ def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor
 
 
 def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, atol: float = 1e-4,
-                dynamic_batch: bool = True) -> ExportReport:  # fmt: skip
+                dynamic_batch: bool = True, metadata: dict | None = None) -> ExportReport:  # fmt: skip
     """Export ``model`` to ONNX (the installed torch's exporter and default opset), load it
     in ONNX Runtime and check parity on ``example`` (and, with ``dynamic_batch``, on a
     batch of another size). The weights are stored inside the one ``.onnx`` file (no
     ``.onnx.data`` beside it), so the file can be copied on its own; ONNX allows that up to
     2 GB. ``model`` may be on any device, in any mode and memory order: a CPU copy in eval
-    mode is exported, and ``model`` is left as it was.
+    mode is exported, and ``model`` is left as it was. ``metadata`` (plain values: class
+    names, preprocessing) is stored as JSON in the file's metadata properties, where any
+    ONNX runtime can read it (``onnx.load(path).metadata_props``).
 
     Example:
         >>> report = export_onnx(SimpleCNN().eval(), "model.onnx", example)  # doctest: +SKIP
     """
+    import json
+
     import onnx
 
     path = Path(path)
@@ -118,6 +122,10 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, atol:
         torch.onnx.export(model, (example,), str(path), input_names=["images"],
                           output_names=["logits"], dynamic_shapes=shapes, dynamo=True,
                           external_data=False)  # fmt: skip
+    if metadata:
+        proto = onnx.load(str(path))
+        onnx.helper.set_model_props(proto, {k: json.dumps(v) for k, v in metadata.items()})
+        onnx.save(proto, str(path))
     session = onnx_session(path)
     run = lambda x: session.run(None, {"images": x.numpy()})[0]  # noqa: E731
     diff = check_parity(model, run, example, atol, "ONNX export")

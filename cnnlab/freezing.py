@@ -67,8 +67,9 @@ def _split_evenly(blocks: list[nn.Module], parts: int) -> list[list[nn.Module]]:
 def layer_groups(model: nn.Module) -> Groups:
     """The model's layer groups, from input to output, as ``{name: [modules]}``.
 
-    Known families: torchvision's ResNet, MobileNetV3, EfficientNet, VGG and DenseNet, and
-    cnnlab's ``SmallResNet``. The last group is always ``"head"``.
+    Known families: torchvision's ResNet, MobileNetV2/V3, EfficientNet, VGG, AlexNet,
+    DenseNet, GoogLeNet and Inception v3, and cnnlab's ``SmallResNet``. The last group is
+    always ``"head"``.
 
     Example:
         >>> import torchvision
@@ -84,13 +85,13 @@ def layer_groups(model: nn.Module) -> Groups:
     if isinstance(model, SmallResNet):
         names = ["stem", "layer1", "layer2", "layer3", "head"]
         return {name: [getattr(model, name)] for name in names}
-    if isinstance(model, (tvm.MobileNetV3, tvm.EfficientNet)):
+    if isinstance(model, (tvm.MobileNetV2, tvm.MobileNetV3, tvm.EfficientNet)):
         blocks = list(model.features)
         groups = {"stem": [blocks[0]]}
         for i, chunk in enumerate(_split_evenly(blocks[1:], 4), start=1):
             groups[f"blocks{i}"] = chunk
         return groups | {"head": [model.classifier]}
-    if isinstance(model, tvm.VGG):
+    if isinstance(model, (tvm.VGG, tvm.AlexNet)):
         groups, current, i = {}, [], 1
         for layer in model.features:
             current.append(layer)
@@ -104,10 +105,15 @@ def layer_groups(model: nn.Module) -> Groups:
             groups[f"dense{i}"] = [getattr(f, f"denseblock{i}"), getattr(f, f"transition{i}")]
         groups["dense4"] = [f.denseblock4, f.norm5]
         return groups | {"head": [model.classifier]}
+    if isinstance(model, (tvm.GoogLeNet, tvm.Inception3)):  # a chain of blocks, then fc
+        blocks = [m for name, m in model.named_children() if name != "fc" and m is not None]
+        groups = {f"blocks{i}": chunk for i, chunk in enumerate(_split_evenly(blocks, 4), start=1)}
+        return groups | {"head": [model.fc]}
     raise TypeError(
         f"layer_groups does not know {type(model).__name__}. Known: torchvision ResNet, "
-        "MobileNetV3, EfficientNet, VGG, DenseNet and cnnlab SmallResNet. For your own model, "
-        "freeze its parts directly with freeze(model.part) / unfreeze(model.part)."
+        "MobileNetV2/V3, EfficientNet, VGG, AlexNet, DenseNet, GoogLeNet, Inception v3 and "
+        "cnnlab SmallResNet. For your own model, freeze its parts directly with "
+        "freeze(model.part) / unfreeze(model.part)."
     )
 
 

@@ -10,98 +10,18 @@ Example:
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import nn
-from torchvision import transforms
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .data.transforms import CIFAR10_MEAN, CIFAR10_STD
-from .errors import CorruptImageError
+from .checks import check_inputs
+from .images import MAX_PIXELS, decode_image, to_rgb
 from .models import inference_copy
+from .preprocessing import Preprocessing
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images were prepared for the model: resized (shorter side) and centre-cropped
-    to ``size``, scaled to [0, 1] and normalised with ``mean`` and ``std``."""
-
-    size: int = 32
-    mean: tuple[float, ...] = CIFAR10_MEAN
-    std: tuple[float, ...] = CIFAR10_STD
-
-    def transform(self) -> transforms.Compose:
-        """The torchvision transform for one PIL image.
-
-        Example:
-            >>> Preprocessing(32).transform()(Image.new("RGB", (64, 48))).shape
-            torch.Size([3, 32, 32])
-        """
-        return transforms.Compose([
-            transforms.Resize(self.size),
-            transforms.CenterCrop(self.size),
-            transforms.ToTensor(),
-            transforms.Normalize(self.mean, self.std),
-        ])  # fmt: skip
-
-    def as_dict(self) -> dict:
-        return {"size": self.size, "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocessing:
-        return cls(int(d["size"]), tuple(d["mean"]), tuple(d["std"]))
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB: grayscale, palette, RGBA (composited on white)
-    and 16/32-bit images (scaled down to 8 bits, not clipped).
-
-    Example:
-        >>> to_rgb(Image.new("I;16", (4, 4), 65535)).getpixel((0, 0))
-        (255, 255, 255)
-    """
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
-        image = Image.fromarray(np.clip(values / top * 255.0, 0, 255).astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
-    """Open a file path, raw bytes or a PIL image as 8-bit RGB, fully decoded.
-
-    Raises :class:`~cnnlab.errors.CorruptImageError` for data that is not an image or is
-    truncated, with a message that says which.
-
-    Example:
-        >>> open_image(b"not an image")
-        Traceback (most recent call last):
-        ...
-        cnnlab.errors.CorruptImageError: the upload is not an image PIL can read ...
-    """
-    if isinstance(source, Image.Image):
-        return to_rgb(source)
-    what = f"{source}" if isinstance(source, (str, Path)) else "the upload"
-    try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        image.load()  # decode now: a truncated file fails here, not later
-    except UnidentifiedImageError as error:
-        raise CorruptImageError(f"{what} is not an image PIL can read (JPEG, PNG, ...)") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise CorruptImageError(f"{what} could not be decoded, it is probably truncated or "
-                                f"damaged ({error})") from error  # fmt: skip
-    return to_rgb(image)
+_OWN = object()  # "the predictor's own limit"
 
 
 class Predictor:
@@ -114,29 +34,37 @@ class Predictor:
     """
 
     def __init__(self, model: nn.Module, class_names: list[str],
-                 preprocessing: Preprocessing, device: str | torch.device = "cpu") -> None:  # fmt: skip
+                 preprocessing: Preprocessing, device: str | torch.device = "cpu",
+                 max_pixels: int | None = MAX_PIXELS) -> None:  # fmt: skip
         # a copy in eval mode on `device`: the caller's model stays where and as it was
         self.model = inference_copy(model, device)
+        self.max_pixels = max_pixels
         self.class_names = list(class_names)
         self.preprocessing = preprocessing
         self.device = torch.device(device)
         self._transform = preprocessing.transform()
 
-    def prepare(self, source) -> torch.Tensor:
-        """One input (path, bytes, PIL image) as a normalised ``(C, H, W)`` tensor."""
-        return self._transform(open_image(source))
+    def prepare(self, source, name: str | None = None, max_pixels: int | None | object = _OWN
+                ) -> torch.Tensor:  # fmt: skip
+        """One input (path, bytes, PIL image) as a normalised ``(C, H, W)`` tensor, decoded
+        by :func:`cnnlab.images.decode_image`, exactly as an image folder decodes it.
+        ``name`` is what error messages call it; ``max_pixels`` overrides the predictor's."""
+        limit = self.max_pixels if max_pixels is _OWN else max_pixels
+        return self._transform(decode_image(source, max_pixels=limit, name=name))
 
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-``k`` ``(class name, probability)`` for each image of a prepared batch."""
+        """Top-``k`` ``(class name, probability)`` for each image of a prepared batch
+        (float32 and finite: NaN is refused, float64 converted)."""
+        images = check_inputs(images, "the batch to predict")
         probs = self.model(images.to(self.device)).softmax(dim=1).cpu()
         values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
         return [[(self.class_names[i], round(float(p), 6)) for p, i in zip(vs, ix, strict=True)]
                 for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]  # fmt: skip
 
-    def predict(self, source, k: int = 5) -> list[tuple[str, float]]:
+    def predict(self, source, k: int = 5, name: str | None = None) -> list[tuple[str, float]]:
         """Top-``k`` ``(class name, probability)`` for one image (path, bytes or PIL)."""
-        return self.predict_batch(self.prepare(source).unsqueeze(0), k)[0]
+        return self.predict_batch(self.prepare(source, name).unsqueeze(0), k)[0]
 
     def save(self, path: str | Path, model_spec: dict) -> Path:
         """Save weights, class names, preprocessing and ``model_spec`` (how to rebuild the
@@ -148,15 +76,35 @@ class Predictor:
         })  # fmt: skip
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        """Rebuild a predictor from :meth:`save`'s file (safely: ``weights_only=True``)."""
-        from .checkpoints import safe_load
+    def load(cls, path: str | Path, device: str | torch.device = "cpu",
+             max_pixels: int | None = MAX_PIXELS) -> Predictor:  # fmt: skip
+        """Rebuild a predictor from :meth:`save`'s file (safely: ``weights_only=True``).
 
-        extra = safe_load(path)["extra"]
+        A training checkpoint, a bare ``state_dict`` or a pickled whole model is refused
+        with a message that says what the file is and which file to use instead.
+        """
+        from .checkpoints import CheckpointError, describe, safe_load
+
+        state = safe_load(path)
+        kind = describe(state)
+        if kind == "training":
+            raise CheckpointError(
+                f"{path} is a training checkpoint (for resuming with --resume), not a model "
+                "file: it has no class names or preprocessing. Use the model file that "
+                "`cnnlab train` saved at --out (the checkpoint is its '-training.pt' twin)."
+            )
+        if kind != "model":
+            raise CheckpointError(
+                f"{path} holds only weights (a {kind.replace('_', ' ')}), without the class names, "
+                "preprocessing and architecture a prediction needs. Load them into your model "
+                "and save a model file: Predictor(model, class_names, Preprocessing(...))"
+                ".save(path, {'name': 'SimpleCNN', 'kwargs': {...}})."
+            )
+        extra = state["extra"]
         model = build_model(extra["model_spec"])
         load_checkpoint(path, model)
         return cls(model, extra["class_names"], Preprocessing.from_dict(extra["preprocessing"]),
-                   device)  # fmt: skip
+                   device, max_pixels)  # fmt: skip
 
 
 def build_model(spec: dict) -> nn.Module:
@@ -177,4 +125,4 @@ def build_model(spec: dict) -> nn.Module:
     return build_transfer_model(name, weights=None, **kwargs).model
 
 
-__all__ = ["Predictor", "Preprocessing", "build_model", "open_image", "to_rgb"]
+__all__ = ["Predictor", "Preprocessing", "build_model", "decode_image", "to_rgb"]

@@ -1,9 +1,13 @@
 """A small web API for a trained model (FastAPI): ``POST /predict``, ``GET /health``, an
 upload page at ``/``, and the automatic OpenAPI docs at ``/docs``.
 
-Every upload is distrusted: size-limited, fully decoded before use, converted to RGB
-whatever its mode; anything that is not a readable image gets a 4xx answer with a message,
-and the server carries on.
+Every upload is distrusted: its bytes are limited (413), its pixel count is checked from
+the image header before anything is decoded (413: a 200 KB PNG can declare 8000 x 8000
+pixels, a quarter of a gigabyte once decoded), at most ``max_concurrent`` images are
+decoded at once, and it is decoded exactly as training decoded its images
+(:func:`cnnlab.images.decode_image`). Anything that is not a readable image gets a 4xx
+answer with a message, and the server carries on. PIL's process-wide pixel limit is left
+alone.
 
 Example:
     >>> app = create_app(Predictor.load("checkpoints/model.pt"))  # doctest: +SKIP
@@ -12,18 +16,18 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from .errors import CorruptImageError
+from .images import MAX_PIXELS, ImageTooLargeError
 from .inference import Predictor
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
-MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cnnlab classifier</title>
@@ -49,11 +53,16 @@ document.getElementById("f").onsubmit = async (e) => {
 </body></html>"""
 
 
-def create_app(predictor: Predictor, max_bytes: int = DEFAULT_MAX_BYTES):
+def create_app(predictor: Predictor, max_bytes: int = DEFAULT_MAX_BYTES,
+               max_pixels: int | None = MAX_PIXELS, max_concurrent: int = 2):  # fmt: skip
     """Build the FastAPI application around ``predictor``.
 
     Args:
         max_bytes: the largest accepted upload; bigger ones get 413.
+        max_pixels: the most pixels an image may declare; bigger ones get 413 before
+            decoding. Applies to this app only (PIL's global limit is not changed).
+        max_concurrent: images decoded and classified at the same time; further
+            requests wait their turn, so memory stays bounded under a burst.
 
     Example:
         >>> from fastapi.testclient import TestClient  # doctest: +SKIP
@@ -61,7 +70,13 @@ def create_app(predictor: Predictor, max_bytes: int = DEFAULT_MAX_BYTES):
         >>> client.get("/health").json()["status"]  # doctest: +SKIP
         'ok'
     """
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    slots = threading.BoundedSemaphore(max_concurrent)
+
+    def classify(data: bytes, k: int, name: str) -> list[tuple[str, float]]:
+        with slots:
+            image = predictor.prepare(data, name=name, max_pixels=max_pixels)
+            return predictor.predict_batch(image.unsqueeze(0), k)[0]
+
     app = FastAPI(title="cnnlab classifier",
                   description="Top-k predictions of a CNN trained with cnnlab.")  # fmt: skip
 
@@ -86,13 +101,14 @@ def create_app(predictor: Predictor, max_bytes: int = DEFAULT_MAX_BYTES):
             raise HTTPException(413, f"the upload is larger than {max_bytes:,} bytes")
         if not data:
             raise HTTPException(400, "the upload is empty: send an image file as 'file'")
+        name = f"the upload {file.filename!r}" if file.filename else "the upload"
         try:
             # in a worker thread, so the event loop keeps answering (/health) meanwhile
-            top = await run_in_threadpool(predictor.predict, data, k=k)
+            top = await run_in_threadpool(classify, data, k, name)
+        except ImageTooLargeError as error:
+            raise HTTPException(413, str(error)) from error
         except CorruptImageError as error:
             raise HTTPException(415, str(error)) from error
-        except Image.DecompressionBombError as error:
-            raise HTTPException(413, f"the image has too many pixels ({error})") from error
         return {"filename": file.filename,
                 "predictions": [{"label": name, "probability": p} for name, p in top]}  # fmt: skip
 

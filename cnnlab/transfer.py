@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 
 from . import settings
 from .errors import CnnlabError
+from .preprocessing import Preprocessing
 from .progress import progress as progress_bar
 
 # Where each family keeps its final Linear layer: (attribute path to the Linear).
@@ -33,13 +34,22 @@ HEADS: dict[str, str] = {
     "resnet18": "fc",
     "resnet34": "fc",
     "resnet50": "fc",
+    "resnet152": "fc",
+    "alexnet": "classifier.6",
+    "vgg16": "classifier.6",
+    "googlenet": "fc",
+    "inception_v3": "fc",
+    "densenet121": "classifier",
+    "mobilenet_v2": "classifier.1",
     "mobilenet_v3_small": "classifier.3",
     "mobilenet_v3_large": "classifier.3",
     "efficientnet_b0": "classifier.1",
-    "vgg16": "classifier.6",
-    "densenet121": "classifier",
 }
 ARCHITECTURES = tuple(HEADS)
+# The seven the source tutorials run for ImageNet predictions ("densenet" there loaded
+# VGG-16 by mistake; here it is DenseNet-121).
+SOURCE_ARCHITECTURES = ("resnet18", "alexnet", "vgg16", "densenet121", "inception_v3",
+                        "googlenet", "mobilenet_v2")  # fmt: skip
 
 
 class WeightsUnavailableError(CnnlabError, RuntimeError):
@@ -55,7 +65,9 @@ class TransferModel:
         arch: the torchvision architecture name.
         weights: the torchvision weights enum member (``None`` for random weights).
         pretrained: whether pretrained weights were actually loaded.
-        transforms: the preprocessing that matches the weights (resize, crop, normalise).
+        transforms: torchvision's preprocessing that matches the weights.
+        preprocessing: the same as a :class:`~cnnlab.preprocessing.Preprocessing` (resize,
+            crop, interpolation, mean, std), to save with the model.
     """
 
     model: nn.Module
@@ -63,6 +75,7 @@ class TransferModel:
     weights: object | None
     pretrained: bool
     transforms: nn.Module | None
+    preprocessing: Preprocessing
 
 
 def make_head(in_features: int, num_classes: int, head: str = "linear", hidden: int = 256,
@@ -183,7 +196,11 @@ def build_transfer_model(
             "Unset it (and be online) for the real pretrained weights."
         )
     try:
-        model = get_model(arch, weights=enum if load else None)
+        # random GoogLeNet / Inception: no auxiliary heads, and skip their slow scipy init
+        # (with weights, torchvision sets both itself and refuses other values)
+        options = {"aux_logits": False, "init_weights": False} \
+            if arch in ("googlenet", "inception_v3") and not load else {}  # fmt: skip
+        model = get_model(arch, weights=enum if load else None, **options)
     except (OSError, RuntimeError) as error:  # URLError is an OSError
         raise WeightsUnavailableError(
             f"could not download or read the {enum} weights for {arch} ({error}). Ways out:\n"
@@ -199,8 +216,13 @@ def build_transfer_model(
             in_features, num_classes, head, **head_kwargs
         )  # fmt: skip
         _set_child(parent, name, new_head)
+    if arch == "inception_v3" and load:  # one output in training too: no auxiliary head
+        model.aux_logits, model.AuxLogits = False, None
     transforms = enum.transforms() if enum is not None else None
-    return TransferModel(model, arch, enum, load, transforms)
+    preprocessing = Preprocessing.from_weights(
+        enum if enum is not None else _weights_enum(arch, "DEFAULT")
+    )
+    return TransferModel(model, arch, enum, load, transforms, preprocessing)
 
 
 def imagenet_categories(weights) -> list[str]:
@@ -236,9 +258,13 @@ def top_k(
         if transform is None:
             raise ValueError("PIL images need a transform, e.g. weights.transforms()")
         images = torch.stack([transform(img.convert("RGB")) for img in images])
+    was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    probs = model(images.to(device)).softmax(dim=1).cpu()
+    try:
+        probs = model(images.to(device)).softmax(dim=1).cpu()
+    finally:
+        model.train(was_training)
     values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     return [
         [(categories[i], float(p)) for p, i in zip(row_p, row_i, strict=True)]

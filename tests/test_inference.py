@@ -13,7 +13,8 @@ from PIL import Image
 from cnnlab import seed_everything
 from cnnlab.data import CIFAR10_CLASSES
 from cnnlab.errors import CorruptImageError
-from cnnlab.inference import Predictor, Preprocessing, build_model, open_image, to_rgb
+from cnnlab.images import decode_image as open_image
+from cnnlab.inference import Predictor, Preprocessing, build_model, to_rgb
 from cnnlab.models import SimpleCNN
 
 

@@ -15,19 +15,20 @@ from __future__ import annotations
 import tarfile
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from ..errors import CorruptImageError, DataUnavailableError
+from ..errors import CnnlabError, CorruptImageError, DataUnavailableError, ImageTransformError
+from ..images import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image
 
 LAYOUT_HINT = "expected one sub-folder per class with images inside, e.g. root/cat/001.jpg"
 
 
-def _has_image_extension(path: Path) -> bool:
-    return path.suffix.lower() in IMG_EXTENSIONS
+def _has_image_extension(path: Path | str) -> bool:
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
 def _check_layout(root: Path) -> None:
@@ -46,25 +47,13 @@ def _check_layout(root: Path) -> None:
     if empty:
         raise DataUnavailableError(
             f"class folder(s) {', '.join(empty)} in {root} hold no images "
-            f"(looked for {', '.join(sorted(IMG_EXTENSIONS))}): add images or remove the folder."
+            f"(looked for {', '.join(IMAGE_EXTENSIONS)}): add images or remove the folder."
         )
 
 
-def _checked_loader(path: str) -> Image.Image:
+def _is_readable(path: str, max_pixels: int | None) -> bool:
     try:
-        with open(path, "rb") as f:
-            image = Image.open(f)
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:
-        raise CorruptImageError(
-            f"cannot read image {path}: {err}. Replace or delete the file, "
-            "or load the folder with skip_corrupt=True to skip unreadable images."
-        ) from err
-
-
-def _is_readable(path: str) -> bool:
-    try:
-        _checked_loader(path)
+        decode_image(path, max_pixels=max_pixels)
         return True
     except CorruptImageError:
         return False
@@ -82,6 +71,7 @@ class CheckedImageFolder(ImageFolder):
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         skip_corrupt: bool = False,
+        max_pixels: int | None = MAX_PIXELS,
     ) -> None:
         root = Path(root).expanduser()
         _check_layout(root)
@@ -89,11 +79,12 @@ class CheckedImageFolder(ImageFolder):
             str(root),
             transform=transform,
             target_transform=target_transform,
-            loader=_checked_loader,
+            loader=partial(decode_image, max_pixels=max_pixels),
+            is_valid_file=_has_image_extension,
         )
         self.skipped: list[str] = []
         if skip_corrupt:
-            kept = [(p, t) for p, t in self.samples if _is_readable(p)]
+            kept = [(p, t) for p, t in self.samples if _is_readable(p, max_pixels)]
             self.skipped = sorted({p for p, _ in self.samples} - {p for p, _ in kept})
             if self.skipped:
                 warnings.warn(
@@ -104,27 +95,49 @@ class CheckedImageFolder(ImageFolder):
             self.samples = self.imgs = kept
             self.targets = [t for _, t in kept]
 
+    def __getitem__(self, index: int):
+        try:
+            return super().__getitem__(index)
+        except CnnlabError:
+            raise
+        except Exception as error:  # a transform that does not fit this image
+            path = self.samples[index][0]
+            try:
+                size = "x".join(map(str, Image.open(path).size))
+            except Exception:  # only for the message
+                size = "?"
+            raise ImageTransformError(
+                f"{path} ({size} px) failed in the transform: {type(error).__name__}: {error}. "
+                "Photos of any size need a resize before a fixed-size crop: use "
+                "cnnlab.data.photo_train_transform(size) / photo_eval_transform(size), or add "
+                "transforms.Resize(...) in front of your crop."
+            ) from error
+
 
 def load_image_folder(
     root: str | Path,
     transform: Callable | None = None,
     target_transform: Callable | None = None,
     skip_corrupt: bool = False,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> CheckedImageFolder:
     """Load an ImageFolder directory, checking its layout first.
 
-    A missing or empty directory, or a class folder without images, raises
-    :class:`~cnnlab.errors.DataUnavailableError`. An unreadable image raises
-    :class:`~cnnlab.errors.CorruptImageError` naming the file when it is loaded; with
-    ``skip_corrupt=True`` every image is decoded once up front and the unreadable
-    ones are dropped with a warning that counts them.
+    Images are read by :func:`cnnlab.images.decode_image`, exactly as ``Predictor`` and the
+    web API read them (EXIF orientation, every mode to RGB, the first frame of an
+    animation, ``max_pixels`` checked before decoding). A missing or empty directory, or a
+    class folder without images, raises :class:`~cnnlab.errors.DataUnavailableError`. An
+    unreadable image raises :class:`~cnnlab.errors.CorruptImageError` naming the file when
+    it is loaded; with ``skip_corrupt=True`` every image is decoded once up front and the
+    unreadable ones are dropped with a warning that counts them. A transform that fails
+    on an image (a crop larger than a small photo) names the file and the fix.
 
     Example:
         >>> ds = load_image_folder("my_photos/train", transform=cifar10_eval_transform())  # doctest: +SKIP
         >>> ds.classes  # doctest: +SKIP
         ['cat', 'dog']
     """
-    return CheckedImageFolder(root, transform, target_transform, skip_corrupt)
+    return CheckedImageFolder(root, transform, target_transform, skip_corrupt, max_pixels)
 
 
 def extract_archive(archive: str | Path, destination: str | Path) -> Path:

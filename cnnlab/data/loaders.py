@@ -6,7 +6,36 @@ import os
 import sys
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
+
+from ..errors import InputShapeError
+
+
+def collate_images(batch: list):
+    """``default_collate`` that explains images of different sizes instead of PyTorch's
+    "stack expects each tensor to be equal size": photos come in every shape, and a batch
+    needs one.
+
+    Example:
+        >>> collate_images([(torch.zeros(3, 64, 85), 0), (torch.zeros(3, 64, 64), 1)])
+        Traceback (most recent call last):
+        ...
+        cnnlab.errors.InputShapeError: the images of this batch have different sizes ...
+    """
+    try:
+        return default_collate(batch)
+    except RuntimeError as error:
+        if "equal size" not in str(error):
+            raise
+        images = [item[0] if isinstance(item, (tuple, list)) else item for item in batch]
+        sizes = sorted({tuple(x.shape) for x in images if isinstance(x, torch.Tensor)})
+        raise InputShapeError(
+            f"the images of this batch have different sizes ({', '.join(map(str, sizes[:4]))}"
+            f"{', ...' if len(sizes) > 4 else ''}): a batch needs one size. Add a crop to a fixed "
+            "size to the transform: photo_eval_transform(size) or photo_train_transform(size) "
+            "(or Resize(s) then CenterCrop(s)). Resize(s) alone keeps the aspect ratio, so a "
+            "non-square photo stays non-square."
+        ) from error
 
 
 def split_indices(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -158,7 +187,12 @@ def make_loader(
         num_workers: defaults to :func:`default_num_workers`, and to 0 for a
             ``TensorDataset`` (already decoded, in memory: workers would only add overhead).
         seed: seeds the shuffling, so the batch order is repeatable.
-        pin_memory: defaults to True when a CUDA GPU is present.
+        pin_memory: defaults to True when a CUDA GPU is present: batches go to page-locked
+            memory, from which ``x.to("cuda", non_blocking=True)`` copies while the GPU
+            works.
+
+    Batches are stacked by :func:`collate_images`, whose error for images of different
+    sizes names the transform to add.
 
     Example:
         >>> loader = make_loader(StandInCIFAR10(size=64, transform=cifar10_eval_transform()),
@@ -180,4 +214,5 @@ def make_loader(
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=workers > 0,
+        collate_fn=collate_images,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 from torch.utils.data import Dataset, RandomSampler
 from tqdm.auto import tqdm
 
+from .. import settings
 from .transforms import CIFAR10_MEAN, CIFAR10_STD
 
 CACHE_FOLDER = ".cnnlab-cache"
@@ -75,6 +77,22 @@ def _decode_items(dataset: Dataset, desc: str) -> tuple[torch.Tensor, torch.Tens
     return stacked, torch.tensor(labels, dtype=torch.int64)
 
 
+def cache_folder(root: Path) -> Path:
+    """Where the decoded copy of the image folder ``root`` is kept: ``.cnnlab-cache`` next
+    to it, or under the data folder (``CNNLAB_DATA_DIR``) when that place is read-only
+    (a shared data set, a read-only mount).
+
+    Example:
+        >>> cache_folder(Path("data/cifar10/train")).name
+        '.cnnlab-cache'
+    """
+    beside = root.parent / CACHE_FOLDER
+    probe = beside if beside.exists() else root.parent
+    if os.access(probe, os.W_OK):
+        return beside
+    return settings.data_dir() / CACHE_FOLDER
+
+
 def decode_images(dataset: Dataset, cache: bool | str | Path = True) -> DecodedImages:
     """Decode a whole image data set into one uint8 tensor, once, with an on-disk cache.
 
@@ -83,16 +101,21 @@ def decode_images(dataset: Dataset, cache: bool | str | Path = True) -> DecodedI
     augmentation happens later, per batch, in :class:`TensorLoader`.
 
     Args:
-        cache: for an ImageFolder, ``True`` keeps the decoded tensor in a
-            ``.cnnlab-cache`` folder next to the image folder (named by a fingerprint of
-            the files, so changed files are decoded again); a path picks the file;
-            ``False`` decodes every time.
+        cache: for an ImageFolder, ``True`` keeps the decoded tensor in a cache folder
+            (:func:`cache_folder`), named by a fingerprint of the files' paths, sizes and
+            modification times; a path picks the file; ``False`` decodes every time. The
+            fingerprint is checked on every load, so a cache never serves another data
+            set's images, and a changed folder is decoded again. Writes are atomic, with
+            a temporary file per process (two processes never corrupt each other), and a
+            killed writer's temporary file is removed by the next write.
 
     Example:
         >>> data = decode_images(StandInCIFAR10(size=20))
         >>> data.images.dtype, tuple(data.images.shape), len(data.classes)
         (torch.uint8, (20, 3, 32, 32), 10)
     """
+    from ..checkpoints import CheckpointError, atomic_save, safe_load
+
     classes = list(getattr(dataset, "classes", []))
     data = getattr(dataset, "data", None)
     if isinstance(data, np.ndarray) and data.ndim == 4 and data.dtype == np.uint8:
@@ -103,17 +126,25 @@ def decode_images(dataset: Dataset, cache: bool | str | Path = True) -> DecodedI
     if samples is None or cache is False:
         return DecodedImages(*_decode_items(dataset, "decoding images"), classes)
     root = Path(getattr(dataset, "root", "."))
+    key = _folder_key(samples)
     if cache is True:
-        cache = root.parent / CACHE_FOLDER / f"{root.name}-{_folder_key(samples)}.pt"
+        cache = cache_folder(root) / f"{root.name}-{key}.pt"
     cache = Path(cache)
     if cache.exists():
-        saved = torch.load(cache, weights_only=True)
-        return DecodedImages(saved["images"], saved["labels"], saved["classes"])
+        try:
+            saved = safe_load(cache)
+        except CheckpointError as error:
+            warnings.warn(f"ignoring the unreadable decode cache {cache} ({error}); decoding "
+                          "again", stacklevel=2)  # fmt: skip
+        else:
+            if isinstance(saved, dict) and saved.get("fingerprint") == key:
+                return DecodedImages(saved["images"], saved["labels"], saved["classes"])
+            warnings.warn(f"the decode cache {cache} holds another data set (or an older "
+                          f"version of {root}): decoding {root} again and replacing it.",
+                          stacklevel=2)  # fmt: skip
     images, labels = _decode_items(dataset, f"decoding {root.name} once (cached after)")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(".partial")
-    torch.save({"images": images, "labels": labels, "classes": classes}, partial)
-    partial.replace(cache)  # atomic: an interrupted save never leaves a broken cache
+    atomic_save({"fingerprint": key, "images": images, "labels": labels, "classes": classes},
+                cache)  # fmt: skip
     return DecodedImages(images, labels, classes)
 
 
