@@ -48,7 +48,7 @@ from .history import History, is_better
 class FitState:
     """What ``fit`` shares with callbacks (read it; change ``stop_training`` to stop)."""
 
-    model: nn.Module
+    model: nn.Module  # yours, unwrapped (under torchrun fit trains a DDP wrapper around it)
     optimizer: torch.optim.Optimizer
     loss_fn: nn.Module
     device: torch.device

@@ -17,6 +17,7 @@ command exits with status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -32,13 +33,21 @@ def _line(text: str) -> str:
 def cmd_train(args) -> int:
     """Train a model and save it with its class names and preprocessing; a training
     checkpoint is kept next to it after every epoch (continue with --resume)."""
+    from . import distributed
     from .tasks import train_model
 
-    result = train_model(args.out, folder=args.folder, arch=args.arch, epochs=args.epochs,
-                         lr=args.lr, batch_size=args.batch_size, size=args.size,
-                         strategy=args.strategy, seed=args.seed, resume=args.resume,
-                         overwrite=args.overwrite, skip_corrupt=args.skip_corrupt,
-                         max_pixels=args.max_pixels)  # fmt: skip
+    try:
+        result = train_model(args.out, folder=args.folder, arch=args.arch, epochs=args.epochs,
+                             lr=args.lr, batch_size=args.batch_size, size=args.size,
+                             strategy=args.strategy, seed=args.seed, resume=args.resume,
+                             overwrite=args.overwrite, skip_corrupt=args.skip_corrupt,
+                             max_pixels=args.max_pixels)  # fmt: skip
+    except BaseException:
+        distributed.cleanup(wait=False)  # the others may never arrive: do not wait for them
+        raise
+    distributed.cleanup()  # under torchrun: wait for all, leave the group (else a no-op)
+    if distributed.launched_by_torchrun() and os.environ.get("RANK") != "0":
+        return 0  # only rank 0 reports
     print(result.history)
     pre = result.predictor.preprocessing
     print(f"saved {result.model_file}: {args.arch}, {len(result.predictor.class_names)} classes, "

@@ -1,15 +1,49 @@
 """Distributed data parallel training with PyTorch's own engine (``torch.distributed``),
 launched by ``torchrun``: one process per device, each holding a replica of the model.
 
-Outside ``torchrun`` every function here is a no-op, so ``fit`` and the loaders run the
-same code in one process or many.
+How a step works under DDP: every process takes its own shard of the batch, runs forward
+and backward on it, and during ``backward`` the gradients are averaged across processes
+(an *all-reduce*); every replica then takes the same optimizer step, so the replicas stay
+identical without ever sending weights.
+
+What cnnlab does for you under ``torchrun`` (outside it, every function here is a no-op,
+so the same script runs in one process or many):
+
+- :func:`setup` joins the process group from torchrun's environment (NCCL on CUDA, Gloo on
+  the CPU) and returns this process's device;
+- :func:`cnnlab.data.make_loader` shards the data set: a ``DistributedSampler`` for
+  training (``fit`` calls its ``set_epoch`` every epoch), an unpadded shard for
+  evaluation; :class:`cnnlab.data.TensorLoader` shards its epoch order the same way;
+- ``fit`` wraps the model in ``DistributedDataParallel``, sums its metrics over all
+  processes, and shows progress, prints, logs and writes checkpoints from rank 0 only;
+  ``ModelCheckpoint(resume=True)`` resumes every process from rank 0's file.
+
+Example:
+    >>> device = setup()          # under torchrun: joins the group; else picks a device
+    >>> world_size(), is_main_process()
+    (1, True)
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Dataset, Sampler
+
+
+def launched_by_torchrun() -> bool:
+    """True when torchrun (or another launcher) set ``RANK``, ``WORLD_SIZE`` and
+    ``LOCAL_RANK`` for this process.
+
+    Example:
+        >>> launched_by_torchrun()
+        False
+    """
+    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
 
 def is_distributed() -> bool:
@@ -52,6 +86,53 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def setup(backend: str | None = None) -> torch.device:
+    """Join the process group that torchrun prepared, and return this process's device:
+    ``cuda:LOCAL_RANK`` (NCCL) when there are GPUs, else the CPU (Gloo). Without torchrun,
+    nothing is joined and :func:`cnnlab.settings.get_device` answers.
+
+    Example:
+        >>> setup().type in ("cpu", "cuda", "mps")
+        True
+    """
+    from .settings import get_device
+
+    if not launched_by_torchrun():
+        return get_device()
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if device.type == "cuda" else "gloo"))
+    return device
+
+
+def cleanup(wait: bool = True) -> None:
+    """Wait for every process (unless ``wait=False``, after an error: the others may
+    never arrive), then leave the process group. Call it at the end of a script.
+
+    Example:
+        >>> cleanup()  # not distributed: nothing to do
+    """
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait until every process reaches this line (no-op when alone).
+
+    Example:
+        >>> barrier()
+    """
+    if is_distributed():
+        dist.barrier()
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over every process, in place; returns it (unchanged when alone).
 
@@ -67,9 +148,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """The model in ``DistributedDataParallel`` when distributed, else the model itself.
 
-    DDP all-reduces (averages) the gradients of every replica during ``backward``, so all
-    replicas take the same optimizer step and stay identical.
-
     Example:
         >>> wrap(nn.Linear(2, 2), torch.device("cpu"))
         Linear(in_features=2, out_features=2, bias=True)
@@ -81,15 +159,101 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
+def sync_batchnorm(model: nn.Module) -> nn.Module:
+    """Replace every BatchNorm layer by ``SyncBatchNorm``, which computes the batch
+    statistics over all processes' shards together: worth it when each process's batch is
+    small (under about 16 images). PyTorch implements it for CUDA only.
+
+    Example:
+        >>> sync_batchnorm(nn.Sequential(nn.BatchNorm2d(4)))  # doctest: +SKIP
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError("SyncBatchNorm needs CUDA GPUs (PyTorch has no CPU version): on the "
+                           "CPU, keep ordinary BatchNorm, or use larger batches per process.")  # fmt: skip
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def set_epoch(loader: object, epoch: int) -> None:
-    """Give the loader's sampler (or the loader) the epoch number, so that every process
-    draws the same new shuffle each epoch. Forgetting it repeats epoch 1's order forever.
+    """Give the loader's sampler the epoch number, so that every process draws the same
+    new shuffle each epoch (``fit`` calls it). Forgetting it repeats one order forever.
 
     Example:
         >>> set_epoch([], 3)  # no sampler: nothing to do
     """
     sampler = getattr(loader, "sampler", None)
-    for target in (sampler, loader):
-        if hasattr(target, "set_epoch"):
-            target.set_epoch(epoch)
-            return
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
+class ShardSampler(Sampler[int]):
+    """This process's share of a data set for evaluation: indices ``rank, rank + world, ...``,
+    in order, without the padding a ``DistributedSampler`` adds, so that metrics summed
+    over all processes count every item exactly once.
+
+    Example:
+        >>> list(ShardSampler(range(5), process=1, processes=2))
+        [1, 3]
+    """
+
+    def __init__(self, dataset: Dataset, process: int | None = None,
+                 processes: int | None = None) -> None:  # fmt: skip
+        self.n = len(dataset)  # type: ignore[arg-type]
+        self.rank = rank() if process is None else process
+        self.world = world_size() if processes is None else processes
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+
+def shard(order: torch.Tensor, drop_last: bool) -> torch.Tensor:
+    """This process's part of an epoch order: every ``world_size``-th index from ``rank``.
+    With ``drop_last`` (training) the order is first cut to a multiple of the world size,
+    so that every process takes the same number of steps (DDP needs it).
+
+    Example:
+        >>> shard(torch.arange(5), drop_last=True).tolist()  # one process: all of it
+        [0, 1, 2, 3, 4]
+    """
+    world = world_size()
+    if world == 1:
+        return order
+    if drop_last:
+        order = order[: len(order) - len(order) % world]
+    return order[rank() :: world]
+
+
+def scaled_lr(lr: float, per_process_batch: int, reference_batch: int | None = None) -> float:
+    """The linear scaling rule across processes: ``world_size`` processes with batch ``b``
+    each make one step of ``world_size * b`` images, so the rate tuned for batch
+    ``reference_batch`` (default ``b``, one process) is multiplied by the growth. Pair
+    it with a warm-up (:func:`cnnlab.schedules.warmup_linear_decay`): large rates at the
+    first steps are what the warm-up protects.
+
+    Example:
+        >>> scaled_lr(0.1, per_process_batch=128)  # one process: unchanged
+        0.1
+    """
+    from .schedules import scale_lr
+
+    return scale_lr(lr, per_process_batch * world_size(), reference_batch or per_process_batch)
+
+
+__all__ = [
+    "ShardSampler",
+    "all_reduce_sum",
+    "barrier",
+    "cleanup",
+    "is_distributed",
+    "is_main_process",
+    "launched_by_torchrun",
+    "rank",
+    "scaled_lr",
+    "set_epoch",
+    "setup",
+    "shard",
+    "sync_batchnorm",
+    "world_size",
+]

@@ -427,7 +427,7 @@ def fit(
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3 if lr is None else lr)
     trained = distributed.wrap(model, device)  # DistributedDataParallel under torchrun
     main = distributed.is_main_process()
-    state = FitState(model=trained, optimizer=optimizer, loss_fn=loss_fn, device=device,
+    state = FitState(model=model, optimizer=optimizer, loss_fn=loss_fn, device=device,
                      train_loader=train_loader, val_loader=val_loader, epochs=epochs,
                      scheduler=scheduler, scaler=grad_scaler(device, dtype),
                      is_main_process=main, callbacks=callbacks)  # fmt: skip

@@ -218,3 +218,43 @@ def plot_strategies(results: Sequence, title: str = "fine-tuning strategies") ->
     ax.margins(x=0.35, y=0.15)
     fig.tight_layout()
     return smoke_stamp(fig)
+
+
+def plot_explanations(
+    images: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    titles: Sequence[str] | None = None,
+    *,
+    mean: Sequence[float] | None = CIFAR10_MEAN,
+    std: Sequence[float] | None = CIFAR10_STD,
+    alpha: float = 0.5,
+    size: float = 1.8,
+) -> Figure:
+    """Each image (a row) next to its maps (a column per method), drawn over the image in
+    the ``jet`` colour map: red where the method says the pixels mattered most.
+
+    ``maps`` is ``{"Grad-CAM": tensor (N, H, W), ...}`` from :mod:`cnnlab.explain`;
+    ``titles`` label the rows (e.g. "cat (predicted dog)").
+
+    Example:
+        >>> from cnnlab.explain import grad_cam, saliency
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> fig = plot_explanations(x, {"saliency": saliency(SimpleCNN(), x)}, mean=None, std=None)
+    """
+    pics = _to_display(images, mean, std)
+    n, methods = len(pics), list(maps)
+    fig, axes = plt.subplots(n, len(methods) + 1, squeeze=False,
+                             figsize=((len(methods) + 1) * size, n * (size + 0.3)))  # fmt: skip
+    for i in range(n):
+        axes[i, 0].imshow(pics[i], cmap="gray" if pics[i].ndim == 2 else None)
+        axes[i, 0].set_title(titles[i] if titles else "image", fontsize=8)
+        for j, name in enumerate(methods, start=1):
+            axes[i, j].imshow(pics[i], cmap="gray" if pics[i].ndim == 2 else None)
+            axes[i, j].imshow(maps[name][i].detach().cpu().float().numpy(), cmap="jet",
+                              alpha=alpha, vmin=0, vmax=1)  # fmt: skip
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=9)
+        for ax in axes[i]:
+            ax.axis("off")
+    fig.tight_layout()
+    return smoke_stamp(fig)

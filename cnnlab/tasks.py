@@ -191,7 +191,9 @@ def train_model(
     Neither file is ever overwritten unasked: when one exists, pass ``resume=True`` or
     ``overwrite=True``. Photos are trained with random resized crops of the whole photo
     and evaluated resized and centre-cropped, at the same size, and saved with that
-    preprocessing (see :func:`make_recipe`).
+    preprocessing (see :func:`make_recipe`). Under ``torchrun`` every process trains on
+    its shard (:mod:`cnnlab.distributed`) and rank 0 writes the files; ``batch_size`` is
+    per process.
 
     Example:
         >>> result = train_model("models/flowers.pt", folder="flowers", arch="resnet18",
@@ -212,6 +214,9 @@ def train_model(
     if resume and overwrite:
         raise ConfigurationError("--resume continues the earlier run and --overwrite replaces "
                                  "it: choose one.")  # fmt: skip
+    from . import distributed
+
+    device = distributed.setup() if distributed.launched_by_torchrun() else device
     settings.seed_everything(seed)
     if folder is not None:
         folder = Path(folder)
@@ -244,7 +249,9 @@ def train_model(
                   optimizer=recipe.optimizer, precision="auto", device=device,
                   callbacks=callbacks, progress=progress)  # fmt: skip
     predictor = Predictor(recipe.model, classes, recipe.preprocessing, max_pixels=max_pixels)
-    predictor.save(out, recipe.spec)
+    if distributed.is_main_process():
+        predictor.save(out, recipe.spec)
+    distributed.barrier()  # the file exists for every process before any goes on
     return TrainResult(out, checkpoint, history, predictor)
 
 

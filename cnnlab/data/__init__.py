@@ -22,6 +22,7 @@ from .photos import (
     generate_photo_folder,
     load_flowers102,
     save_sideways,
+    split_folder,
 )
 from .standin import STANDIN_CLASSES, StandInCIFAR10, generate_standin
 from .tensor_loader import (
@@ -54,6 +55,7 @@ __all__ = [
     "generate_photo_folder",
     "load_flowers102",
     "save_sideways",
+    "split_folder",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "IMAGENET_MEAN",

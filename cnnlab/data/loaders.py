@@ -6,8 +6,16 @@ import os
 import sys
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    Subset,
+    TensorDataset,
+    default_collate,
+)
 
+from .. import distributed
 from ..errors import InputShapeError
 
 
@@ -192,7 +200,9 @@ def make_loader(
             works.
 
     Batches are stacked by :func:`collate_images`, whose error for images of different
-    sizes names the transform to add.
+    sizes names the transform to add. Under ``torchrun`` each process gets its shard: a
+    ``DistributedSampler`` (seeded with ``seed``) when shuffling, else an unpadded
+    :class:`cnnlab.distributed.ShardSampler`.
 
     Example:
         >>> loader = make_loader(StandInCIFAR10(size=64, transform=cifar10_eval_transform()),
@@ -205,10 +215,16 @@ def make_loader(
         num_workers = 0 if isinstance(dataset, TensorDataset) else default_num_workers()
     workers = num_workers
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    sampler = None
+    if distributed.is_distributed():  # each process its own shard of the data
+        sampler = (DistributedSampler(dataset, shuffle=True, seed=seed or 0, drop_last=drop_last)
+                   if shuffle else distributed.ShardSampler(dataset))  # fmt: skip
+        shuffle = False
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         num_workers=workers,
         generator=generator,
         drop_last=drop_last,

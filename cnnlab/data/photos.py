@@ -187,6 +187,39 @@ def folder_from_labels(
     return target
 
 
+def split_folder(source: str | Path, out: str | Path, valid: float = 0.2, test: float = 0.2,
+                 seed: int = 0, link: bool = True) -> Path:  # fmt: skip
+    """Split one folder of class folders (``source/<class>/*.jpg``, how photos usually
+    start) into ``out/train``, ``out/valid`` and ``out/test``, class by class, so every
+    class keeps its share in each split (at least one image per split when it can).
+    Files are linked, not copied, unless ``link=False``. Returns ``out``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> src = generate_photo_folder(tempfile.mkdtemp(), per_class=10)
+        >>> out = split_folder(src, pathlib.Path(tempfile.mkdtemp()) / "split")
+        >>> [len(list((out / s / "sky").iterdir())) for s in ("train", "valid", "test")]
+        [6, 2, 2]
+    """
+    from ..images import IMAGE_EXTENSIONS
+    from .folder import _check_layout
+
+    source, out = Path(source), Path(out)
+    _check_layout(source)
+    rng = np.random.default_rng(seed)
+    classes = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for label, name in enumerate(classes):
+        files = sorted(f for f in (source / name).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        files = [files[i] for i in rng.permutation(len(files))]
+        n_valid = max(1, round(len(files) * valid)) if valid and len(files) >= 3 else 0
+        n_test = max(1, round(len(files) * test)) if test and len(files) >= 3 else 0
+        parts = {"valid": files[:n_valid], "test": files[n_valid : n_valid + n_test],
+                 "train": files[n_valid + n_test :]}  # fmt: skip
+        for split, chosen in parts.items():
+            folder_from_labels(chosen, [label] * len(chosen), classes, out, split, link)
+    return out
+
+
 def load_flowers102(root: str | Path | None = None, standin_per_class: int | None = None) -> Path:
     """Oxford Flowers-102 in ImageFolder layout, with its ``train/``, ``valid/`` and
     ``test/`` splits; returns the folder that holds them.
@@ -243,4 +276,5 @@ __all__ = [
     "generate_photo_folder",
     "load_flowers102",
     "save_sideways",
+    "split_folder",
 ]

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, RandomSampler
+from torch.utils.data import Dataset, RandomSampler, Subset
 from tqdm.auto import tqdm
 
-from .. import settings
+from .. import distributed, settings
 from .transforms import CIFAR10_MEAN, CIFAR10_STD
 
 CACHE_FOLDER = ".cnnlab-cache"
@@ -53,14 +53,16 @@ def _folder_key(samples: Sequence[tuple[str, int]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _decode_items(dataset: Dataset, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode item by item (the data set's own transform is bypassed)."""
+def _decode_items(dataset: Dataset, desc: str,
+                  indices: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Decode item by item (``indices`` of ``dataset``, or all), bypassing its transform."""
     saved = getattr(dataset, "transform", None)
     if saved is not None:
         dataset.transform = None  # type: ignore[attr-defined]
     try:
         images, labels = [], []
-        for i in tqdm(range(len(dataset)), desc=desc, leave=False):  # type: ignore[arg-type]
+        chosen = range(len(dataset)) if indices is None else indices  # type: ignore[arg-type]
+        for i in tqdm(chosen, desc=desc, leave=False):
             image, label = dataset[i]
             images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
             labels.append(int(label))
@@ -116,15 +118,20 @@ def decode_images(dataset: Dataset, cache: bool | str | Path = True) -> DecodedI
     """
     from ..checkpoints import CheckpointError, atomic_save, safe_load
 
-    classes = list(getattr(dataset, "classes", []))
-    data = getattr(dataset, "data", None)
+    base, indices = dataset, None
+    if isinstance(dataset, Subset):  # subset(...) of a data set: decode only its items
+        base, indices = dataset.dataset, list(dataset.indices)
+    classes = list(getattr(base, "classes", []))
+    data = getattr(base, "data", None)
     if isinstance(data, np.ndarray) and data.ndim == 4 and data.dtype == np.uint8:
-        images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()  # NHWC arrays
-        labels = torch.as_tensor(list(dataset.targets), dtype=torch.int64)  # type: ignore[attr-defined]
-        return DecodedImages(images, labels, classes)
+        targets = list(base.targets)  # type: ignore[attr-defined]
+        if indices is not None:
+            data, targets = data[indices], [targets[i] for i in indices]
+        images = torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()
+        return DecodedImages(images, torch.as_tensor(targets, dtype=torch.int64), classes)
     samples = getattr(dataset, "samples", None)
     if samples is None or cache is False:
-        return DecodedImages(*_decode_items(dataset, "decoding images"), classes)
+        return DecodedImages(*_decode_items(base, "decoding images", indices), classes)
     root = Path(getattr(dataset, "root", "."))
     key = _folder_key(samples)
     if cache is True:
@@ -306,8 +313,15 @@ class TensorLoader:
         """The decoded images (``len(loader.dataset)`` counts images, as for a DataLoader)."""
         return DecodedImages(self.images, self.labels, self.classes)
 
+    def _count(self) -> int:
+        """Images this process sees per epoch (its shard under torchrun)."""
+        n, world = len(self.labels), distributed.world_size()
+        if world == 1:
+            return n
+        return n // world if self.shuffle else len(range(distributed.rank(), n, world))
+
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = self._count()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _order(self) -> torch.Tensor:
@@ -331,10 +345,13 @@ class TensorLoader:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self._order()
-        stop = min(len(self) * self.batch_size, len(order))
+        order = self._order()  # the same on every process: same seed, same draws
         draws = draw_crop_flip(len(order), self.padding, generator=self.generator) \
             if self.augment else None  # fmt: skip
+        keep = distributed.shard(torch.arange(len(order)), drop_last=self.shuffle)
+        order = order[keep]  # this process's shard (all of it when alone)
+        draws = tuple(t[keep] for t in draws) if draws is not None else None
+        stop = min(len(self) * self.batch_size, len(order))
         # one copy to the device per epoch; every step below only indexes on the device
         order = order.to(self.device, non_blocking=True)
         if draws is not None:

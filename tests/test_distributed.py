@@ -1,0 +1,91 @@
+"""Distributed data parallel on the CPU: `torchrun --standalone --nproc_per_node=2` with
+Gloo, over the offline stand-in. Every rank ends with the same weights, rank 0 alone
+writes the checkpoint, two processes with batch b train exactly like one with batch 2b
+over the same samples, a run resumes under torchrun, and `cnnlab train` runs there too."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).parent
+SCRIPT = HERE / "scripts" / "ddp_run.py"
+TOLERANCE = 1e-4  # all-reduced gradients add in another order than one batch's
+
+
+def _env():
+    return os.environ | {"CNNLAB_OFFLINE": "1", "CNNLAB_FAST": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun(*args, nproc=2):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", *map(str, args)]  # fmt: skip
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def _weights(folder, rank=0):
+    return torch.load(folder / f"weights-rank{rank}.pt", weights_only=True)
+
+
+def _history(folder):
+    return json.loads((folder / "history.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The uninterrupted two-process run, and the single-process reference at batch 2b."""
+    ddp, single = tmp_path_factory.mktemp("ddp"), tmp_path_factory.mktemp("single")
+    _torchrun(SCRIPT, "--out", ddp, "--epochs", 2, "--batch", 32)
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(single), "--epochs", "2",
+                           "--batch", "64", "--reference"], env=_env(), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return ddp, single
+
+
+def test_every_rank_holds_the_same_weights_and_one_checkpoint_is_written(runs):
+    ddp, _ = runs
+    first, second = _weights(ddp, 0), _weights(ddp, 1)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert [p.name for p in (ddp / "checkpoints").iterdir()] == ["last.pt"]
+    steps = json.loads((ddp / "steps.json").read_text())
+    assert steps == {"per_epoch": 4, "world": 2}  # 256 images / 2 processes / batch 32
+
+
+def test_two_processes_with_batch_b_train_like_one_with_batch_2b(runs):
+    ddp, single = runs
+    a, b = _weights(ddp), _weights(single)
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst < TOLERANCE, worst
+    h_ddp, h_single = _history(ddp), _history(single)
+    for name in ("train_loss", "val_loss"):
+        assert h_ddp[name] == pytest.approx(h_single[name], abs=1e-4), name
+    assert h_ddp["val_acc"] == h_single["val_acc"] and h_ddp["train_acc"] == h_single["train_acc"]
+
+
+def test_a_run_resumes_under_torchrun(runs, tmp_path):
+    ddp, _ = runs
+    _torchrun(SCRIPT, "--out", tmp_path, "--epochs", 1, "--batch", 32)
+    resumed = _torchrun(SCRIPT, "--out", tmp_path, "--epochs", 2, "--batch", 32, "--resume")
+    assert resumed.stdout.count("resumed from") == 1  # printed by rank 0 only
+    assert _history(tmp_path)["epoch"] == [1, 2]
+    a, b = _weights(tmp_path), _weights(ddp)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_cnnlab_train_under_torchrun_writes_one_model_that_evaluate_accepts(tmp_path):
+    out = tmp_path / "model.pt"
+    done = _torchrun("-m", "cnnlab.cli", "train", "--epochs", 1, "--batch-size", 32, "--out", out)
+    assert done.stdout.count("saved ") == 1  # rank 0 reports
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-training.pt", "model.pt"]
+    evaluated = subprocess.run([sys.executable, "-m", "cnnlab.cli", "evaluate", str(out)],
+                               env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert evaluated.returncode == 0 and "test accuracy" in evaluated.stdout
