@@ -12,6 +12,13 @@ import pytest
 
 os.environ.setdefault("CNNLAB_FAST", "1")
 os.environ.setdefault("CNNLAB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: one thread each (the notebook kernels they
+    # start inherit it), or the workers' thread pools fight over the same cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 # No progress-bar widgets in headless kernels' output; plain text bars are kept.
 os.environ.setdefault("TQDM_MININTERVAL", "5")
 

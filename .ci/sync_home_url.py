@@ -36,7 +36,7 @@ def setup_cell(owner_repo: str) -> str:
     """The first code cell of every notebook. On Colab it installs cnnlab (and the packages
     Colab lacks) without touching what Colab has loaded; a failed install shows pip's own
     messages, then stops. Elsewhere it only reports the GPU."""
-    return f'''# Setup. On Colab this installs cnnlab from its repository (Colab's own torch and
+    return f"""# Setup. On Colab this installs cnnlab from its repository (Colab's own torch and
 # widgets are left as they are); on your machine `pip install -e ".[notebooks]"` did it.
 import subprocess
 import sys
@@ -53,7 +53,7 @@ if "google.colab" in sys.modules:
 import torch
 
 print("GPU:", torch.cuda.get_device_name(0) if torch.cuda.is_available()
-      else "none (on Colab: Runtime > Change runtime type > T4 GPU)")'''
+      else "none (on Colab: Runtime > Change runtime type > T4 GPU)")"""
 
 
 def setup_cell_index(cells: list[dict]) -> int:

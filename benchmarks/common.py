@@ -36,9 +36,24 @@ def real_cifar10(data: Path) -> Path:
     return prepare_cifar10_folder(data)
 
 
+def cpu_name() -> str:
+    """The CPU's model name and its widest vector instructions (they change the speed about
+    3x between the machines these benchmarks run on), e.g. ``AMD EPYC (AVX-512, bf16)``."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), platform.machine())  # fmt: skip
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])  # fmt: skip
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model} ({vector}{', bf16' if 'avx512_bf16' in flags else ''})"
+
+
 def machine_line(device: str | torch.device = "cpu") -> str:
-    """``# x86_64, 2 cores, torch 2.x, 2 threads, device cpu``"""
-    return (f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    """``# AMD EPYC (AVX2), 2 cores, torch 2.x, 2 threads, device cpu``"""
+    return (f"# {cpu_name()}, {os.cpu_count()} cores, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")  # fmt: skip
 
 

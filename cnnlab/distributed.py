@@ -174,15 +174,15 @@ def sync_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def set_epoch(loader: object, epoch: int) -> None:
-    """Give the loader's sampler the epoch number, so that every process draws the same
-    new shuffle each epoch (``fit`` calls it). Forgetting it repeats one order forever.
+    """Give the loader (or its sampler) the epoch number, so that every process draws the
+    same new shuffle each epoch (``fit`` calls it). Forgetting it repeats one order forever.
 
     Example:
         >>> set_epoch([], 3)  # no sampler: nothing to do
     """
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
+    for target in (getattr(loader, "sampler", None), loader):
+        if hasattr(target, "set_epoch"):
+            target.set_epoch(epoch)
 
 
 class ShardSampler(Sampler[int]):

@@ -123,7 +123,9 @@ def test_pixel_bombs_are_refused_before_decoding_without_touching_pils_limit(tmp
     limit = Image.MAX_IMAGE_PIXELS
     bomb = _bomb(tmp_path / "d" / "a" / "bomb.png")
     assert bomb.stat().st_size < 500_000
-    with pytest.raises(ImageTooLargeError, match=r"bomb\.png is 9000 x 9000 = 81.0 megapixels.*--max-pixels"):
+    with pytest.raises(
+        ImageTooLargeError, match=r"bomb\.png is 9000 x 9000 = 81.0 megapixels.*--max-pixels"
+    ):
         decode_image(bomb)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not even PIL's DecompressionBombWarning escapes
@@ -178,8 +180,12 @@ def test_float64_is_converted_and_integers_are_refused_with_the_fix():
 
 
 def test_a_model_evaluated_on_data_with_more_classes_is_told_so():
-    loader = DataLoader(TensorDataset(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 7, 9])), batch_size=4)
-    with pytest.raises(LabelError, match=r"found 9.*or the data is not the data set the model was made for"):
+    loader = DataLoader(
+        TensorDataset(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 7, 9])), batch_size=4
+    )
+    with pytest.raises(
+        LabelError, match=r"found 9.*or the data is not the data set the model was made for"
+    ):
         evaluate(SimpleCNN(num_classes=5), loader)
 
 

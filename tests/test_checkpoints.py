@@ -36,7 +36,9 @@ def test_weights_round_trip(tmp_path):
 
 def test_weights_that_do_not_fit_say_why(tmp_path):
     save_weights(SimpleCNN(num_classes=10), tmp_path / "w.pt")
-    with pytest.raises(CheckpointError, match=r"do not fit this SimpleCNN.*another number of classes"):
+    with pytest.raises(
+        CheckpointError, match=r"do not fit this SimpleCNN.*another number of classes"
+    ):
         load_weights(SimpleCNN(num_classes=5), tmp_path / "w.pt")
 
 
@@ -165,7 +167,9 @@ def test_damaged_and_missing_files_are_named(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="is a text file, not a PyTorch checkpoint"):
         safe_load(tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match=r"missing\.pt is no file, not a checkpoint: check the path"):
+    with pytest.raises(
+        CheckpointError, match=r"missing\.pt is no file, not a checkpoint: check the path"
+    ):
         safe_load(tmp_path / "missing.pt")
     save_weights(nn.Linear(1, 1), tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="load_weights"):

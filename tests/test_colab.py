@@ -94,7 +94,10 @@ def test_a_failed_install_shows_pips_messages_and_stops(monkeypatch, capsys):
     source = _setup_source(NOTEBOOKS[0])
     with pytest.raises(RuntimeError, match="pip's messages are above"):
         _run_on_fake_colab(source, monkeypatch, failing)
-    assert "Could not find a version that satisfies the requirement torch>=99" in capsys.readouterr().out
+    assert (
+        "Could not find a version that satisfies the requirement torch>=99"
+        in capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -111,7 +114,7 @@ def test_links_resolve_on_colab(path):
                 continue
             assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", target), f"relative link {target}"
             twin = sync.colab_url(sync.home(), target)
-            assert text[match.end():].startswith(f" ([on Colab]({twin}))"), target
+            assert text[match.end() :].startswith(f" ([on Colab]({twin}))"), target
 
 
 def test_dependency_ranges_accept_what_colab_has_loaded():

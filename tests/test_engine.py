@@ -1,3 +1,4 @@
+import math
 import re
 import warnings
 
@@ -127,11 +128,18 @@ def test_a_monitor_needs_the_data_it_watches(tiny_loaders):
         h.best_epoch("val_loss")
 
 
-def test_cpu_trains_in_float32_by_default_and_auto_stays_float32(tiny_loaders):
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_cpu_auto_precision_follows_the_cpus_instructions(tiny_loaders, monkeypatch, has_bf16):
+    from cnnlab import settings
+
+    monkeypatch.setattr(settings, "cpu_has_bf16", lambda: has_bf16)
     dtypes = []
     model = SimpleCNN()
     model.classifier.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
     fit(model, tiny_loaders[0], epochs=1, precision="auto", progress=False, device="cpu")
+    assert set(dtypes) == {torch.bfloat16 if has_bf16 else torch.float32}
+    dtypes.clear()
+    fit(model, tiny_loaders[0], epochs=1, progress=False, device="cpu")  # the default: fp32
     assert set(dtypes) == {torch.float32}
 
 
@@ -213,3 +221,36 @@ def test_fit_starts_one_pass_per_epoch_over_each_loader():
     train, val = CountingLoader(batches), CountingLoader(batches[:1])
     fit(SimpleCNN(), train, val, epochs=2, device="cpu", progress=True)
     assert train.passes == 2 and val.passes == 2
+
+
+def test_label_smoothing_aims_at_one_minus_e_plus_e_over_k():
+    """With e = 0.2 and ten classes the true class's target is 0.82, not 0.8."""
+    loss = nn.CrossEntropyLoss(label_smoothing=0.2)
+    target = torch.tensor([3])
+    best = torch.full((1, 10), 0.02).log()
+    best[0, 3] = math.log(0.82)
+    assert loss(best, target) <= loss(best + torch.randn(1, 10) * 0.01, target)
+    smoothed = torch.full((10,), 0.2 / 10)
+    smoothed[3] += 0.8
+    assert float(smoothed[3]) == pytest.approx(0.82)
+    expected = -(smoothed * best.log_softmax(1)[0]).sum()
+    assert float(loss(best, target)) == pytest.approx(float(expected))
+
+
+def test_each_named_schedule_gives_the_rates_notebook_02_describes():
+    from cnnlab.schedules import named_schedule
+
+    def rates(name, steps=9):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
+        sched = named_schedule(name, opt, steps)
+        out = []
+        for _ in range(steps):
+            out.append(round(opt.param_groups[0]["lr"], 6))
+            opt.step()
+            sched.step()
+        return out
+
+    assert rates("constant") == [0.05] * 9
+    assert rates("step") == [0.05] * 6 + [0.005] * 3  # divided by 10 after two thirds
+    cycle = rates("one-cycle")
+    assert cycle[0] < 0.01 and max(cycle) == pytest.approx(0.05, rel=0.05) and cycle[-1] < 0.001

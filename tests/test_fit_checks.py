@@ -72,7 +72,7 @@ def test_empty_loaders_and_options_without_their_data_are_refused():
         _fit(val=Unreadable(batches=0))
     with pytest.raises(ConfigurationError, match="training loader has no batches"):
         _fit(train=Unreadable(batches=0))
-    with pytest.raises(ConfigurationError, match="tta_flip applies to validation"):
+    with pytest.raises(ConfigurationError, match="tta_flip and tta_translate apply to validation"):
         fit(SimpleCNN(), Unreadable(), epochs=1, tta_flip=True, device="cpu")
     with pytest.raises(ConfigurationError, match="epochs must be a whole number"):
         _fit(epochs=0)

@@ -69,7 +69,8 @@ def test_corrupt_image_error_names_the_file_and_the_fix(tmp_path):
     ds = load_image_folder(root)
     index = [p for p, _ in ds.samples].index(str(bad))
     with pytest.raises(
-        CorruptImageError, match=r"broken\.jpg is not an image PIL can read.*text file. Replace or delete it.*skip_corrupt=True"
+        CorruptImageError,
+        match=r"broken\.jpg is not an image PIL can read.*text file. Replace or delete it.*skip_corrupt=True",
     ):
         ds[index]
 

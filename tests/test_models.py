@@ -91,3 +91,12 @@ def test_summary_traces_every_layer():
     assert sum(r.params for r in s.rows) == s.params.total == count_parameters(model).total
     assert "total 1,147,466 parameters" in str(s)
     assert model.training  # summary restores the mode it found
+
+
+def test_multiply_adds_are_counted_not_written():
+    from cnnlab.models import FastNet, SmallResNet, count_macs
+
+    assert round(count_macs(FastNet()) / 1e6, 1) == 19.9
+    assert round(count_macs(SmallResNet(width=32)) / 1e6, 1) == 95.3
+    big = count_macs(SmallResNet(width=32), (1, 3, 64, 64))
+    assert big == pytest.approx(4 * count_macs(SmallResNet(width=32)), rel=0.01)  # 4x the pixels

@@ -92,3 +92,58 @@ def test_broken_cells_announce_the_error_they_raise(path):
     unannounced = [b.splitlines()[0] for b in broken if not re.match(r"# raises: \w+", b)]
     assert not unannounced, f"start these cells with '# raises: ExceptionName': {unannounced}"
     assert len(broken) >= MIN_BROKEN_CELLS.get(path.name, 1)
+
+
+# Bold that is emphasis, a name or a heading-like lead-in, not a term the glossary defines.
+EMPHASIS = {
+    "154 mb",
+    "alexnet",
+    "blur",
+    "bold",
+    "can",
+    "cannot",
+    "constant",
+    "flowers-102",
+    "large data",
+    "measure",
+    "on a gpu",
+    "once",
+    "raise",
+    "randomise the weights",
+    "read and decode",
+    "really fails",
+    "resnet",
+    "resnet-50, 101 and 152",
+    "serve the onnx file",
+    "sharpen",
+    "shift+enter",
+    "shuffled labels",
+    "silent",
+    "small data",
+    "step",
+    "the check",
+    "two cpu processes",
+    "vgg-16",
+    "windows and macos",
+    "you will learn to",
+    "zero_grad",
+}
+
+
+def test_terms_in_bold_are_in_the_glossary():
+    """Every notebook's header promises that terms in bold are in the glossary."""
+    glossary = (ROOT / "notebooks" / "GLOSSARY.md").read_text(encoding="utf-8")
+    english = " | ".join(line.split("|")[1].strip().lower() for line in glossary.splitlines()
+                         if line.startswith("| "))  # fmt: skip
+    missing = {}
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for bold in re.findall(r"\*\*([^*]+)\*\*", "".join(cell["source"])):
+                term = " ".join(bold.lower().replace("`", "").split())
+                if term[-1] in ".:?" or term in EMPHASIS:
+                    continue  # a lead-in such as **Fix.** or **Next:**
+                if term not in english and term.removesuffix("s") not in english:
+                    missing.setdefault(path.name, []).append(bold)
+    assert not missing, f"add these to notebooks/GLOSSARY.md (or unbold them): {missing}"

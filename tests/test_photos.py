@@ -72,7 +72,9 @@ def test_whole_photos_are_learned_where_patches_fail(photos):
     assert patches < 0.7 < accuracy
 
 
-def test_the_cli_trains_on_photos_and_every_way_of_asking_agrees(photos, tmp_path, clean_env, capsys):
+def test_the_cli_trains_on_photos_and_every_way_of_asking_agrees(
+    photos, tmp_path, clean_env, capsys
+):
     from fastapi.testclient import TestClient
 
     from cnnlab.serve import create_app
@@ -133,7 +135,9 @@ def test_every_architecture_classifies_with_its_own_preprocessing(arch, clean_en
     with torch.device("meta"):
         tm = build_transfer_model(arch, num_classes=None, weights=None)
     expected = weights.transforms()
-    assert tm.preprocessing.size == expected.crop_size[0] == (299 if arch == "inception_v3" else 224)
+    assert (
+        tm.preprocessing.size == expected.crop_size[0] == (299 if arch == "inception_v3" else 224)
+    )
     assert tm.preprocessing.resize == expected.resize_size[0]
     assert list(tm.preprocessing.mean) == list(expected.mean)
     assert len(weights.meta["categories"]) == 1000
@@ -146,7 +150,9 @@ def _photo_file(tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "inception_v3", "mobilenet_v2"])
-def test_cnnlab_classify_says_loudly_that_offline_weights_are_random(arch, tmp_path, clean_env, capsys):
+def test_cnnlab_classify_says_loudly_that_offline_weights_are_random(
+    arch, tmp_path, clean_env, capsys
+):
     clean_env.setenv("CNNLAB_OFFLINE", "1")
     assert main(["classify", str(_photo_file(tmp_path)), "--arch", arch]) == 0
     out = capsys.readouterr().out
@@ -155,7 +161,9 @@ def test_cnnlab_classify_says_loudly_that_offline_weights_are_random(arch, tmp_p
     assert line.count("%") == 5
 
 
-def test_classify_all_prints_the_seven_source_models_side_by_side(tmp_path, clean_env, capsys, monkeypatch):
+def test_classify_all_prints_the_seven_source_models_side_by_side(
+    tmp_path, clean_env, capsys, monkeypatch
+):
     import cnnlab.transfer as transfer
 
     clean_env.setenv("CNNLAB_OFFLINE", "1")

@@ -116,7 +116,7 @@ def test_a_burst_of_pixel_bombs_is_refused_and_health_answers_throughout(server)
     assert r.status_code == 200  # and it still serves
 
 
-SLOW_SAVE = textwrap.dedent('''
+SLOW_SAVE = textwrap.dedent("""
     # Installed by the test as sitecustomize: the second checkpoint write stops halfway,
     # announces itself, and waits to be killed.
     import os, time
@@ -136,7 +136,7 @@ SLOW_SAVE = textwrap.dedent('''
         return _real(obj, f, *args, **kwargs)
 
     torch.save = _slow_save
-''')
+""")
 
 
 def test_a_kill_during_the_checkpoint_write_loses_nothing(tmp_path):

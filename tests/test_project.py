@@ -90,7 +90,7 @@ def test_notebooks_are_stored_without_outputs(path):
 
 def test_pytest_collects_every_notebook():
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "notebooks"],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "notebooks"],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     collected = {line.split("::")[0] for line in out.stdout.splitlines() if "::" in line}
@@ -162,6 +162,9 @@ def test_ci_runs_the_readme_test_command():
     )
 
 
+ARTEFACTS = ("data", "models", "runs", "checkpoints")
+
+
 def test_no_project_source_is_git_ignored():
     """A clone must contain every module and test: an ignore rule such as `data/` once
     swallowed `cnnlab/data/` and CI failed with 'No module named cnnlab.data'."""
@@ -173,6 +176,8 @@ def test_no_project_source_is_git_ignored():
         for p in (ROOT / folder).rglob("*")
         if p.is_file() and p.suffix in {".py", ".ipynb", ".md", ""} and "__pycache__" not in p.parts
         and ".ipynb_checkpoints" not in p.parts
+        # what running the notebooks leaves next to them (data sets, saved models, logs)
+        and p.relative_to(ROOT).parts[:2] not in {("notebooks", d) for d in ARTEFACTS}
     ]  # fmt: skip
     out = subprocess.run(
         ["git", "check-ignore", "--no-index", *sources], cwd=ROOT, capture_output=True, text=True,

@@ -12,14 +12,14 @@ from cnnlab.schedules import scale_lr, warmup_linear_decay
 def test_fast_recipe_learns_the_standin_and_reports_time_to_targets():
     train = decode_images(StandInCIFAR10(size=1024))
     test = decode_images(StandInCIFAR10(size=256, train=False))
-    result = cifar10_fast(train, test, epochs=3, batch_size=64, lr=0.1, device="cpu",
+    result = cifar10_fast(train, test, epochs=3, batch_size=64, device="cpu",
                           targets=(0.3, 0.99), progress=False)  # fmt: skip
-    assert len(result.history) == 3 and result.device == "cpu"
-    assert result.test_accuracy > 0.4  # chance is 0.1; the final evaluation adds flip TTA
+    assert len(result.history) == 3 and result.device == "cpu" and len(result.accuracy) == 3
+    assert result.test_accuracy > 0.4  # chance is 0.1; the final evaluation adds TTA
     assert result.seconds > sum(result.history.seconds)  # the TTA evaluation is counted
     assert 0 < result.time_to[0.3] <= result.seconds and result.time_to[0.99] is None
     assert "30% after" in str(result) and "99% not reached" in str(result)
-    assert result.recipe == FastRecipe(epochs=3, batch_size=64, lr=0.1)
+    assert result.recipe == FastRecipe(epochs=3, batch_size=64)
 
 
 def test_fast_recipe_sizes_its_head_to_the_classes_of_the_data():
@@ -54,6 +54,80 @@ def test_progressive_resizing_shrinks_the_first_epochs_only():
     finally:
         FastNet.forward = original
     assert sizes == [16, 16, 16, 16, 32, 32]  # 2 batches per epoch
+
+
+def test_the_whitening_stem_decorrelates_patches():
+    from cnnlab.models import whiten_
+
+    images = torch.randn(200, 3, 16, 16) @ torch.eye(16) + torch.randn(200, 3, 1, 1)
+    stem = torch.nn.Conv2d(3, 24, 2)
+    whiten_(stem, images)
+    out = (stem(images) - stem.bias.view(1, -1, 1, 1))[:, :12].permute(1, 0, 2, 3).flatten(1)
+    covariance = out @ out.T / out.shape[1]
+    assert torch.allclose(covariance, torch.eye(12), atol=0.05)  # white: identity covariance
+    with pytest.raises(ValueError, match="needs 2 \\* 3 \\* 2 \\* 2 = 24 filters"):
+        whiten_(torch.nn.Conv2d(3, 16, 2), images)
+
+
+def test_the_recipe_whitens_freezes_and_averages():
+    from cnnlab.callbacks import Lookahead
+
+    train = decode_images(StandInCIFAR10(size=256))
+    seen = []
+    original = Lookahead.on_step_end
+
+    def spy(self, state):
+        seen.append(state.step)
+        original(self, state)
+
+    Lookahead.on_step_end = spy
+    try:
+        result = cifar10_fast(
+            train,
+            train,
+            epochs=2,
+            batch_size=64,
+            whiten_bias_epochs=1,
+            device="cpu",
+            progress=False,
+        )
+    finally:
+        Lookahead.on_step_end = original
+    stem = result.model.stem[0]
+    assert not stem.weight.requires_grad and not stem.bias.requires_grad  # bias frozen after 1
+    assert seen == list(range(1, 9))
+    assert all(not m.weight.requires_grad for m in result.model.modules()
+               if isinstance(m, torch.nn.BatchNorm2d))  # fmt: skip
+
+
+def test_decoupled_hyper_parameters_keep_the_step_when_the_batch_changes():
+    small, large = FastRecipe(batch_size=256), FastRecipe(batch_size=1024)
+    lr_s, wd_s, *_ = small.sgd_settings()
+    lr_l, wd_l, *_ = large.sgd_settings()
+    assert lr_l == pytest.approx(4 * lr_s)  # a 4x larger batch, a 4x larger mean-loss step
+    assert lr_l * wd_l == pytest.approx(4 * lr_s * wd_s)  # decay per step grows alike
+
+
+def test_alternating_flips_show_each_image_both_ways_in_two_epochs():
+    from cnnlab.data import DecodedImages, TensorLoader
+
+    ramp = torch.arange(32, dtype=torch.uint8).repeat(8, 3, 32, 1)  # left to right ramps
+    data = DecodedImages(ramp, torch.arange(8), [str(i) for i in range(8)])
+    loader = TensorLoader(data, batch_size=8, augment=True, padding=0, flip="alternate", seed=0)
+    first, second = (next(iter(loader))[0] for _ in range(2))
+    flipped = lambda x: x[:, 0, 0, 0] > x[:, 0, 0, -1]  # noqa: E731
+    assert torch.equal(flipped(first), ~flipped(second))
+
+
+def test_translation_tta_averages_shifted_views():
+    from cnnlab.engine import tta_logits
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)).eval()
+    x = torch.rand(2, 3, 8, 8)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :8, :8], padded[..., 2:, 2:]
+    expected = 0.5 * net(x) + 0.25 * (net(up_left) + net(down_right))
+    assert torch.allclose(tta_logits(net, x, flip=False, translate=1), expected, atol=1e-6)
 
 
 def test_fastnet_is_smaller_than_simplecnn_in_parameters_and_takes_any_size():

@@ -237,6 +237,9 @@ class TensorLoader:
         batch_size: images per batch.
         shuffle: a new random order every epoch (training).
         augment: random crop (``padding`` px, reflect) and flip per image, per batch.
+        flip: with ``augment``: ``"random"`` (a coin per image per epoch), ``"alternate"``
+            (a coin per image once, then every image flipped on every other epoch, so each
+            one is seen both ways in any two epochs: airbench's trick) or ``"none"``.
         mean, std: normalisation statistics (CIFAR-10's by default).
         device: where images live and batches are made (defaults to the CPU).
         seed: seeds the shuffling and the augmentation with a generator of the loader's
@@ -272,6 +275,7 @@ class TensorLoader:
         augment: bool = False,
         *,
         padding: int = 4,
+        flip: str = "random",
         mean: Sequence[float] = CIFAR10_MEAN,
         std: Sequence[float] = CIFAR10_STD,
         device: torch.device | str = "cpu",
@@ -295,12 +299,24 @@ class TensorLoader:
         self.classes = data.classes
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.padding, self.drop_last, self.channels_last = padding, drop_last, channels_last
+        if flip not in ("random", "alternate", "none"):
+            raise ValueError(f"flip must be 'random', 'alternate' or 'none', got {flip!r}")
+        self.flip, self.epoch = flip, 1
         self.resize = resize
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(-1, 1, 1)
         # Without a seed, like a DataLoader without a generator: torch's global RNG
         # (which seed_everything seeds) drives the shuffling and the augmentation.
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        if flip == "alternate":  # each image's own starting side, fixed for the whole run
+            base = torch.Generator().manual_seed(seed + 1 if seed is not None else
+                                                 int(torch.randint(2**31, (1,))))  # fmt: skip
+            self._first_flips = torch.rand(len(self.labels), generator=base) < 0.5
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell the loader which epoch (1-based) comes next; ``fit`` calls it. Only the
+        ``"alternate"`` flip uses it, so a resumed run flips as an uninterrupted one."""
+        self.epoch = epoch
 
     @classmethod
     def from_dataset(cls, dataset: Dataset, *, cache: bool | str | Path = True,
@@ -346,8 +362,12 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()  # the same on every process: same seed, same draws
-        draws = draw_crop_flip(len(order), self.padding, generator=self.generator) \
-            if self.augment else None  # fmt: skip
+        draws = draw_crop_flip(len(order), self.padding, flip=self.flip == "random",
+                               generator=self.generator) if self.augment else None  # fmt: skip
+        if draws is not None and self.flip == "alternate":
+            flips = self._first_flips[order] ^ (self.epoch % 2 == 0)
+            draws = (draws[0], draws[1], flips)
+        self.epoch += 1
         keep = distributed.shard(torch.arange(len(order)), drop_last=self.shuffle)
         order = order[keep]  # this process's shard (all of it when alone)
         draws = tuple(t[keep] for t in draws) if draws is not None else None

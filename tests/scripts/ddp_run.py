@@ -20,8 +20,11 @@ parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--epochs", type=int, default=2)
 parser.add_argument("--batch", type=int, default=32)
 parser.add_argument("--resume", action="store_true")
-parser.add_argument("--reference", action="store_true",
-                    help="one process, the same sample order as two processes together")
+parser.add_argument(
+    "--reference",
+    action="store_true",
+    help="one process, the same sample order as two processes together",
+)
 args = parser.parse_args()
 
 device = distributed.setup()
@@ -36,13 +39,22 @@ else:
 model = SimpleCNN(dropout=0.0)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 checkpoints = args.out / "checkpoints"
-history = fit(model, loader, make_loader(val, 16, num_workers=0), epochs=args.epochs,
-              optimizer=optimizer, device=device, progress=False,
-              callbacks=[ModelCheckpoint(checkpoints / "last.pt", resume=args.resume,
-                                         overwrite=not args.resume)])
+history = fit(
+    model,
+    loader,
+    make_loader(val, 16, num_workers=0),
+    epochs=args.epochs,
+    optimizer=optimizer,
+    device=device,
+    progress=False,
+    callbacks=[
+        ModelCheckpoint(checkpoints / "last.pt", resume=args.resume, overwrite=not args.resume)
+    ],
+)
 torch.save(model.state_dict(), args.out / f"weights-rank{distributed.rank()}.pt")
 if distributed.is_main_process():
     (args.out / "history.json").write_text(json.dumps(history.as_dict()))
-    (args.out / "steps.json").write_text(json.dumps({"per_epoch": len(loader),
-                                                      "world": distributed.world_size()}))
+    (args.out / "steps.json").write_text(
+        json.dumps({"per_epoch": len(loader), "world": distributed.world_size()})
+    )
 distributed.cleanup()

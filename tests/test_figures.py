@@ -1,0 +1,51 @@
+"""Measured figures have one home, cnnlab/measured.json: every figure there says when, where
+and how it was measured, and the README's tables and the notebooks' run-time lines are
+copies of it (`python .ci/sync_figures.py` makes them)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from cnnlab.figures import figure, names
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+_spec = importlib.util.spec_from_file_location("sync_figures", ROOT / ".ci" / "sync_figures.py")
+sync = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sync)
+HINT = "run `python .ci/sync_figures.py` after changing cnnlab/measured.json"
+
+
+@pytest.mark.parametrize("name", names())
+def test_every_figure_says_when_where_and_how(name):
+    f = figure(name)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", f.date), f.date
+    assert f.machine and f.command and f.rows
+    assert all(len(row) == len(f.columns) for row in f.rows)
+
+
+def test_the_readme_tables_are_the_measured_figures():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert sync.render_readme(readme) == readme, HINT
+    shown = set(re.findall(r"<!-- figure: (\w+) -->", readme))
+    assert {"notebook_times", "fast_recipe", "recipe_ablation", "distillation"} <= shown
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_each_notebooks_run_time_is_the_measured_one(path):
+    assert sync.render_notebook(path) == path.read_text(encoding="utf-8"), HINT
+    header = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
+    assert "*Run time: " in header
+
+
+def test_notebook_02_and_the_readme_agree_on_the_headline_accuracy():
+    accuracy = figure("notebook02_result").rows[0][1]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    notebook = (ROOT / "notebooks" / "02_training_on_cifar10.ipynb").read_text(encoding="utf-8")
+    assert accuracy in readme
+    assert 'figure_table(\\"notebook02_result\\")' in notebook  # printed, not restated
