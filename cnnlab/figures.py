@@ -103,9 +103,13 @@ def runtime_line(notebook: str) -> str:
     if row is None:
         return "*Run time: not measured yet.*"
     full, smoke, note = row[1], row[2], row[3]
-    return (f"*Run time: {full} for a full run{f' ({note})' if note else ''}, {smoke} for the "
-            f"smoke run (`CNNLAB_FAST=1`), measured on {times.date} on {times.machine}; "
-            "yours will differ, and the notebook prints its own timings.*")  # fmt: skip
+    if note.startswith("on 20"):  # a row measured on another day says where and when itself
+        when, extra = note, ""
+    else:
+        when, extra = f"on {times.date} on {times.machine}", f" ({note})" if note else ""
+    return (f"*Run time: {full} for a full run{extra}, {smoke} for the smoke run "
+            f"(`CNNLAB_FAST=1`), measured {when}; yours will differ, and the notebook prints "
+            "its own timings.*")  # fmt: skip
 
 
 __all__ = ["Figure", "figure", "figure_table", "names", "runtime_line"]

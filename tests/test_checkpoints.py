@@ -174,3 +174,44 @@ def test_damaged_and_missing_files_are_named(tmp_path):
     save_weights(nn.Linear(1, 1), tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="load_weights"):
         load_checkpoint(tmp_path / "plain.pt", nn.Linear(1, 1))
+
+
+def _rates_after_resume(make_scheduler, with_state: bool, steps: int = 12, stop: int = 5):
+    """Learning rates per step of a run interrupted after ``stop`` steps and resumed with
+    the optimizer's state, and the scheduler's state only when ``with_state``."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.1, momentum=0.9)
+    scheduler = make_scheduler(optimizer, steps)
+    rates = []
+    for _ in range(stop):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    saved = optimizer.state_dict(), scheduler.state_dict()
+    optimizer = torch.optim.SGD([param], lr=0.1, momentum=0.9)
+    scheduler = make_scheduler(optimizer, steps)  # built first, then the states loaded
+    optimizer.load_state_dict(saved[0])
+    if with_state:
+        scheduler.load_state_dict(saved[1])
+    for _ in range(steps - stop):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_resuming_without_the_scheduler_state_breaks_one_cycle_but_not_step_lr():
+    """Notebook 06, exercise 1: a chainable StepLR(step_size=1) rebuilt on the restored
+    optimizer continues from the restored rate, so dropping its state goes unnoticed;
+    a closed-form schedule such as OneCycleLR starts its warm-up again."""
+
+    def one_cycle(o, n):
+        return torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=n)
+
+    def step_lr(o, n):
+        return torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.8)
+
+    for make, same in ((step_lr, True), (one_cycle, False)):
+        exact = _rates_after_resume(make, with_state=True)
+        assert exact == pytest.approx(_rates_after_resume(make, with_state=True, stop=12))
+        assert (_rates_after_resume(make, with_state=False) == pytest.approx(exact)) is same

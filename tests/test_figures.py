@@ -33,7 +33,7 @@ def test_the_readme_tables_are_the_measured_figures():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert sync.render_readme(readme) == readme, HINT
     shown = set(re.findall(r"<!-- figure: (\w+) -->", readme))
-    assert {"notebook_times", "fast_recipe", "recipe_ablation", "distillation"} <= shown
+    assert {"notebook_times", "notebook02_result", "fast_recipe", "recipe_tuning", "distillation"} <= shown
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -49,3 +49,21 @@ def test_notebook_02_and_the_readme_agree_on_the_headline_accuracy():
     notebook = (ROOT / "notebooks" / "02_training_on_cifar10.ipynb").read_text(encoding="utf-8")
     assert accuracy in readme
     assert 'figure_table(\\"notebook02_result\\")' in notebook  # printed, not restated
+
+
+@pytest.mark.parametrize(("notebook", "name"), [
+    ("02_training_on_cifar10.ipynb", "notebook02_result"),
+    ("04_fine_tuning_freeze_unfreeze.ipynb", "fine_tuning"),
+    ("04_fine_tuning_freeze_unfreeze.ipynb", "distillation"),
+    ("06_saving_and_deploying.ipynb", "serving_latency"),
+    ("07_training_fast.ipynb", "fast_recipe"),
+    ("07_training_fast.ipynb", "recipe_tuning"),
+])  # fmt: skip
+def test_notebooks_print_the_headline_figures_the_readme_shows(notebook, name):
+    """The fast recipe's accuracy and time, notebook 02's accuracy and the others: the
+    notebook prints the measured table (never a copy of its numbers) and the README shows
+    the same figure, rendered from the same entry."""
+    text = (ROOT / "notebooks" / notebook).read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f'figure_table(\\"{name}\\")' in text
+    assert f"<!-- figure: {name} -->\n{figure(name).markdown()}\n<!-- /figure -->" in readme

@@ -127,3 +127,69 @@ def test_keep_freed_memory_lets_training_steps_reuse_their_memory():
     _, without = faults_per_step("default")
     assert kept == "True"
     assert with_it * 5 < without, f"page faults per step: {with_it} kept, {without} by default"
+
+
+class Unreadable:
+    """A loader that fails as soon as anything iterates it."""
+
+    def __len__(self):
+        return 4
+
+    def __iter__(self):
+        raise AssertionError("the loader was iterated before the options were checked")
+
+
+@pytest.mark.parametrize("precision", ["fp8", "amp", True, "half precision"])
+def test_a_wrong_precision_is_refused_before_training_starts(precision):
+    with pytest.raises(ValueError, match="is not one of auto, fp32, bf16, fp16"):
+        fit(SimpleCNN(), Unreadable(), epochs=1, precision=precision, device="cpu")
+
+
+def _fp16_run(epochs, checkpoint=None, resume=False, dtypes=None):
+    seed_everything(0)
+    train = StandInCIFAR10(train=True, size=96, transform=cifar10_train_transform())
+    test = StandInCIFAR10(train=False, size=32, transform=cifar10_eval_transform())
+    model = SimpleCNN()
+    if dtypes is not None:
+        model.features[0].register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    callbacks = [ModelCheckpoint(checkpoint, resume=resume)] if checkpoint else []
+    history = fit(model, make_loader(train, 32, shuffle=True, seed=3, num_workers=0),
+                  make_loader(test, 32, num_workers=0), epochs=epochs, optimizer=optimizer,
+                  precision="fp16", device="cpu", progress=False, callbacks=callbacks)  # fmt: skip
+    return history, model
+
+
+def test_float16_with_a_grad_scaler_runs_checkpoints_and_resumes_exactly(tmp_path):
+    dtypes: set = set()
+    straight, model = _fp16_run(epochs=3, dtypes=dtypes)
+    assert dtypes == {torch.float16}  # autocast really ran the convolutions in float16
+    path = tmp_path / "run.pt"
+    _fp16_run(epochs=2, checkpoint=path)  # "interrupted" after epoch 2
+    saved = safe_load(path)["scaler"]
+    assert saved["scale"] > 0 and "_growth_tracker" in saved  # the scaler's state is kept
+    seed_everything(123)  # a new session: the generators are anywhere
+    resumed, resumed_model = _fp16_run(epochs=3, checkpoint=path, resume=True)
+    for name in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        assert getattr(resumed, name) == getattr(straight, name), name
+    for a, b in zip(model.state_dict().values(), resumed_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert evaluate(resumed_model, make_loader(StandInCIFAR10(False, size=32,
+                    transform=cifar10_eval_transform()), 32), precision="fp16").samples == 32  # fmt: skip
+
+
+def test_a_scaler_that_meets_an_overflow_skips_the_step_instead_of_corrupting_weights():
+    seed_everything(0)
+    model = torch.nn.Linear(4, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)  # guaranteed float16 overflow
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = torch.nn.functional.cross_entropy(
+            model(torch.randn(8, 4) * 100), torch.zeros(8, dtype=torch.long)
+        )
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert scaler.get_scale() < 2.0**40  # the scale backed off for the next step
