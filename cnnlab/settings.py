@@ -201,7 +201,7 @@ def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch
       and later), float16 below it (a T4 is 7.5, a V100 7.0), where bfloat16 has no
       hardware support and would be emulated, slower than float32. On a CPU, bfloat16
       where it has bfloat16 instructions (:func:`cpu_has_bf16`: Intel Xeon from Cooper
-      Lake and Sapphire Rapids, AMD from Zen 4), where we measured CNN training 1.5 to 2
+      Lake and Sapphire Rapids, AMD from Zen 4), where we measured CNN training 1.4 to 2
       times faster; float32 on other CPUs and on Apple's MPS.
     - ``"bf16"`` is refused on CUDA GPUs below 8.0, with the reason; ``"fp16"`` and
       ``"bf16"`` are honoured elsewhere (PyTorch runs both on the CPU too).
