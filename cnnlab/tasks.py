@@ -288,6 +288,17 @@ class Prediction:
     error: str | None = None
 
 
+def _predict_each(predictor: Predictor, images, k: int) -> list[Prediction]:
+    """One Prediction per image, in order; an unreadable image gets its error, not a raise."""
+    results = []
+    for image in images:
+        try:
+            results.append(Prediction(str(image), top=predictor.predict(Path(image), k=k)))
+        except CorruptImageError as error:
+            results.append(Prediction(str(image), error=str(error)))
+    return results
+
+
 def predict_files(model_file: str | Path, images: list[str | Path], k: int = 5,
                   max_pixels: int | None = MAX_PIXELS) -> list[Prediction]:  # fmt: skip
     """Top-``k`` classes for every image file; a file that cannot be read gets its error
@@ -298,13 +309,7 @@ def predict_files(model_file: str | Path, images: list[str | Path], k: int = 5,
         ...     print(p.path, p.top or p.error)
     """
     predictor = Predictor.load(model_file, max_pixels=max_pixels)
-    results = []
-    for image in images:
-        try:
-            results.append(Prediction(str(image), top=predictor.predict(Path(image), k=k)))
-        except CorruptImageError as error:
-            results.append(Prediction(str(image), error=str(error)))
-    return results
+    return _predict_each(predictor, images, k)
 
 
 def export_model(model_file: str | Path, *, format: str = "onnx", out: str | Path | None = None,
@@ -381,13 +386,7 @@ def classify_images(images: list[str | Path], arch: str = "resnet18", k: int = 5
         predictor = Predictor(tm.model, imagenet_categories(tm.weights),
                               tm.preprocessing, max_pixels=max_pixels)  # fmt: skip
         del tm
-        rows = []
-        for image in images:
-            try:
-                rows.append(Prediction(str(image), top=predictor.predict(Path(image), k=k)))
-            except CorruptImageError as error:
-                rows.append(Prediction(str(image), error=str(error)))
-        results[name] = rows
+        results[name] = _predict_each(predictor, images, k)
     return results
 
 
