@@ -18,7 +18,8 @@ Sections (all by default; pick with ``--only``):
                in seed-recipe epochs.
 ``ablation``   The recipe on a validation split (45,000 training images, 5,000 held out
                of the training set, never the test set): with everything, then with each
-               technique switched off, one row each, in one run.
+               technique switched off (the speed ones too: bfloat16 autocast and
+               channels_last), one row each, in one run.
 ``tuning``     The candidates the recipe's defaults were chosen from, on the same split
                (not run by default: it trains five recipes).
 ``scaling``    Training images/s against batch size (SimpleCNN, FastNet), and ResNet-18
@@ -132,6 +133,8 @@ ABLATION = {
     "no larger rate for BatchNorm shifts": {"bias_scaler": 1.0},
     "random instead of alternating flips": {"flip": "random"},
     "no translation (crops)": {"translate": 0},
+    "float32 instead of bfloat16 autocast": {"precision": "fp32"},
+    "no channels_last memory order": {"channels_last": False},
 }
 # The candidates the recipe's defaults were chosen from, on the same validation split.
 TUNING = {

@@ -33,7 +33,14 @@ def test_the_readme_tables_are_the_measured_figures():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert sync.render_readme(readme) == readme, HINT
     shown = set(re.findall(r"<!-- figure: (\w+) -->", readme))
-    assert {"notebook_times", "notebook02_result", "fast_recipe", "recipe_tuning", "distillation"} <= shown
+    assert {
+        "notebook_times",
+        "notebook02_result",
+        "fast_recipe",
+        "recipe_tuning",
+        "recipe_ablation",
+        "distillation",
+    } <= shown
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -41,6 +48,14 @@ def test_each_notebooks_run_time_is_the_measured_one(path):
     assert sync.render_notebook(path) == path.read_text(encoding="utf-8"), HINT
     header = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
     assert "*Run time: " in header
+    # The run-time sentence is rewritten alone: the header's next sentence survives it.
+    assert "timings.*\n\nTerms in **bold** are in the [glossary](" in header
+
+
+def test_rewriting_the_run_time_line_leaves_the_rest_of_the_header_alone():
+    header = "# 05\n\n*Run time: old figures.*\n\nTerms in **bold** are in the glossary."
+    rewritten = sync.RUNTIME.sub("*Run time: new.*", header, count=1)
+    assert rewritten == "# 05\n\n*Run time: new.*\n\nTerms in **bold** are in the glossary."
 
 
 def test_notebook_02_and_the_readme_agree_on_the_headline_accuracy():
@@ -58,6 +73,7 @@ def test_notebook_02_and_the_readme_agree_on_the_headline_accuracy():
     ("06_saving_and_deploying.ipynb", "serving_latency"),
     ("07_training_fast.ipynb", "fast_recipe"),
     ("07_training_fast.ipynb", "recipe_tuning"),
+    ("07_training_fast.ipynb", "recipe_ablation"),
 ])  # fmt: skip
 def test_notebooks_print_the_headline_figures_the_readme_shows(notebook, name):
     """The fast recipe's accuracy and time, notebook 02's accuracy and the others: the
