@@ -18,6 +18,7 @@ from torchvision import transforms as T
 
 from cnnlab.data import prepare_cifar10_folder
 from cnnlab.models import SimpleCNN
+from cnnlab.settings import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
@@ -48,7 +49,8 @@ def cpu_name() -> str:
     flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
                   if line.startswith("flags")), [])  # fmt: skip
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model} ({vector}{', bf16' if 'avx512_bf16' in flags else ''})"
+    # ", bf16" exactly when precision="auto" picks bfloat16 on this CPU (the same check)
+    return f"{model} ({vector}{', bf16' if cpu_has_bf16() else ''})"
 
 
 def machine_line(device: str | torch.device = "cpu") -> str:
