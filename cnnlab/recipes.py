@@ -20,6 +20,7 @@ do), and nothing in the run is chosen from them.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 
@@ -232,17 +233,10 @@ def cifar10_fast(
     final = evaluate(model, test_loader, device=device, tta_flip=recipe.tta_flip,
                      tta_translate=recipe.tta_translate, precision=recipe.precision,
                      channels_last=recipe.channels_last).accuracy  # fmt: skip
-    elapsed = list(_cumulative(history.seconds))
+    elapsed = list(itertools.accumulate(history.seconds))
     elapsed.append(elapsed[-1] + time.perf_counter() - clock)
     accuracies = [*accuracy.accuracy, final]
     time_to = {t: next((s for s, a in zip(elapsed, accuracies, strict=True) if a >= t), None)
                for t in targets}  # fmt: skip
     return FastResult(model, history, recipe, str(device), final, elapsed[-1], decode_seconds,
                       accuracy.accuracy, time_to)  # fmt: skip
-
-
-def _cumulative(values: list[float]):
-    total = 0.0
-    for v in values:
-        total += v
-        yield total
