@@ -19,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sync_home_url import _lines  # noqa: E402  (notebook text to source lines, one way)
 
 from cnnlab.figures import figure, runtime_line  # noqa: E402
 
@@ -38,8 +41,7 @@ def render_notebook(path: Path) -> str:
     line = runtime_line(path.name[:2])
     if RUNTIME.search(source):
         source = RUNTIME.sub(lambda m: line, source, count=1)
-    lines = source.split("\n")
-    first["source"] = [s + "\n" for s in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+    first["source"] = _lines(source)
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
