@@ -137,10 +137,10 @@ def test_terms_in_bold_are_in_the_glossary():
                          if line.startswith("| "))  # fmt: skip
     missing = {}
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        for cell in cells(path):
             if cell["cell_type"] != "markdown":
                 continue
-            for bold in re.findall(r"\*\*([^*]+)\*\*", "".join(cell["source"])):
+            for bold in re.findall(r"\*\*([^*]+)\*\*", source(cell)):
                 term = " ".join(bold.lower().replace("`", "").split())
                 if term[-1] in ".:?" or term in EMPHASIS:
                     continue  # a lead-in such as **Fix.** or **Next:**
