@@ -167,3 +167,47 @@ def test_schedule_survives_a_warm_up_that_rounds_to_every_step(steps, fraction):
         opt.step()
         sched.step()
     assert all(0.0 <= r <= 0.4 for r in rates) and rates[-1] == 0.0
+
+
+def _fast_run(path, resume=False, stop_after=None):
+    """FastNet with alternating flips and Lookahead, as the recipe trains it, for 4 epochs,
+    checkpointed; ``stop_after``: Ctrl-C at the end of that epoch."""
+    from cnnlab import seed_everything
+    from cnnlab.callbacks import LambdaCallback, Lookahead, ModelCheckpoint
+    from cnnlab.data import TensorLoader
+    from cnnlab.engine import fit
+
+    seed_everything(0)
+    data = decode_images(StandInCIFAR10(size=128))
+    loader = TensorLoader(data, 32, shuffle=True, augment=True, padding=2, flip="alternate",
+                          seed=0, drop_last=True)  # fmt: skip
+    model = FastNet(widths=(8, 16, 16))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    callbacks = [ModelCheckpoint(path, resume=resume, overwrite=not resume), Lookahead()]
+
+    def interrupt(state):
+        if state.epoch == stop_after:
+            raise KeyboardInterrupt
+
+    callbacks.append(LambdaCallback(on_epoch_end=interrupt))
+    history = fit(model, loader, TensorLoader(data, 64), epochs=4, optimizer=optimizer,
+                  device="cpu", progress=False, callbacks=callbacks)  # fmt: skip
+    return history, model
+
+
+def test_an_interrupted_fast_run_resumes_as_if_uninterrupted(tmp_path):
+    """Re-running after an interruption gives the uninterrupted run's history and weights:
+    the alternating flips pick up at the right epoch (fit tells the loader), with the
+    recipe's Lookahead in the run."""
+    from cnnlab import seed_everything
+
+    straight, straight_model = _fast_run(tmp_path / "straight.pt")
+    with pytest.raises(KeyboardInterrupt):
+        _fast_run(tmp_path / "run.pt", stop_after=2)
+    seed_everything(123)  # a new session: the global generators are anywhere
+    resumed, resumed_model = _fast_run(tmp_path / "run.pt", resume=True)
+    assert resumed.epoch == [1, 2, 3, 4]
+    assert resumed.train_loss == straight.train_loss
+    assert resumed.val_acc == straight.val_acc
+    for name, value in straight_model.state_dict().items():
+        assert torch.equal(resumed_model.state_dict()[name], value), name
