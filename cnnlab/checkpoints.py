@@ -21,18 +21,26 @@ from __future__ import annotations
 
 import os
 import pickle
-import random
+import re
+import socket
 import tempfile
+import time
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from .errors import CnnlabError
+from .settings import rng_state, set_rng_state
 
 FORMAT = "cnnlab-checkpoint-1"
+# torch.save's legacy (non-zip) files begin with this pickled magic number; other files
+# that begin with a pickle opcode were written by pickle.dump, not torch.save.
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STALE_AFTER_SECONDS = 3600  # another machine's temporary file older than this is abandoned
 
 
 class CheckpointError(CnnlabError, RuntimeError):
@@ -49,9 +57,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    """This machine's name as it appears in temporary file names (no dots)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
+
+
 def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
-    """Delete temporary files that a killed writer of ``name`` left in ``folder``: those
-    whose writer process (its id is in the file name) no longer runs.
+    """Delete temporary files that a killed writer of ``name`` left in ``folder``. A file
+    names its writer's machine and process id: on this machine it is stale when that
+    process no longer runs; a file from another machine (a shared disk) is judged by
+    age, stale after :data:`STALE_AFTER_SECONDS` (no save takes an hour), since this
+    machine cannot see the other's processes.
 
     Example:
         >>> import tempfile, pathlib
@@ -61,7 +77,17 @@ def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
     removed = []
     for tmp in folder.glob(f".{name}.*.tmp"):
         parts = tmp.name[len(name) + 2 :].split(".")
-        if parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+        if parts[0].isdigit():  # written by an older cnnlab: the process id alone
+            host, pid = _host(), parts[0]
+        elif len(parts) > 2 and parts[1].isdigit():
+            host, pid = parts[0], parts[1]
+        else:
+            continue
+        if host == _host():
+            stale = not _pid_alive(int(pid))
+        else:
+            stale = time.time() - tmp.stat().st_mtime > STALE_AFTER_SECONDS
+        if stale:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
@@ -71,8 +97,9 @@ def atomic_save(obj: object, path: str | Path) -> Path:
     """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``.
 
     The rename is atomic on the same file system, so readers see the old file or the
-    new one, never half of one. The temporary file's name holds this process's id, so
-    two writers never share one, and the next save removes what a killed writer left.
+    new one, never half of one. The temporary file's name holds this machine's name and
+    this process's id, so two writers never share one, and the next save removes what a
+    killed writer left (:func:`remove_stale_temporaries`).
 
     Example:
         >>> import tempfile, pathlib
@@ -82,7 +109,7 @@ def atomic_save(obj: object, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)  # fmt: skip
     try:
         with os.fdopen(fd, "wb") as f:
@@ -103,8 +130,13 @@ def _not_a_checkpoint(path: Path) -> str | None:
         head = f.read(1024)
     if not head:
         return "is empty (0 bytes): the save or the copy did not finish. Use another copy."
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        return None  # torch.save's zip archive, or the legacy pickle format
+    if head.startswith(b"PK\x03\x04") or head.startswith(_TORCH_LEGACY_MAGIC):
+        return None  # torch.save's zip archive, or its legacy (non-zip) format
+    if head[:1] == b"\x80":
+        return ("is a plain Python pickle (written with pickle.dump, not torch.save). cnnlab "
+                "does not unpickle such files: unpickling can run any code. If you made it, "
+                "read it once with pickle.load in a trusted setting and save the weights with "
+                "torch.save(model.state_dict(), path).")  # fmt: skip
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html", b"<?xml")):
         return ("is an HTML page, not a checkpoint: a download that saved an error or login "
@@ -141,24 +173,33 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> obj
     if reason:
         raise CheckpointError(f"{path} {reason}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         if "GLOBAL" not in str(error) and "global" not in str(error).lower():
             raise CheckpointError(f"{path} is damaged: its pickle data cannot be read "
-                                  f"({error}). Use an earlier checkpoint or copy.") from error  # fmt: skip
+                                  f"({_first_line(error)}). Use an earlier checkpoint or "
+                                  "copy.") from error  # fmt: skip
         raise CheckpointError(
             f"{path} is not a plain weights file: it contains pickled Python objects, which "
             "could run arbitrary code when loaded, so it was refused (weights_only=True). "
             "If you made this file yourself with torch.save(model), load it once with "
             "torch.load(path, weights_only=False) in a trusted setting and re-save "
-            f"model.state_dict(). Details: {str(error).splitlines()[0]}"
+            f"model.state_dict(). Details: {_first_line(error)}"
         ) from error
     except (RuntimeError, EOFError, ValueError, OSError, IndexError) as error:
         raise CheckpointError(
             f"{path} is truncated or damaged: it starts like a PyTorch file but cannot be read "
-            f"({str(error).splitlines()[0]}). An interrupted copy or download? Copy it again, "
+            f"({_first_line(error)}). An interrupted copy or download? Copy it again, "
             "or use an earlier checkpoint."
         ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's text, without terminal colour codes (torch adds some)."""
+    lines = _ANSI.sub("", str(error)).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def describe(state: object) -> str:
@@ -229,25 +270,6 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.
     return model
 
 
-def _rng_state() -> dict:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-        "python": random.getstate(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(state["python"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -258,13 +280,15 @@ def save_checkpoint(
     extra: dict | None = None,
     loader_generator: torch.Generator | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    rng_per_rank: list[dict] | None = None,
 ) -> Path:
     """Write everything needed to resume training, atomically.
 
     Saved: model, optimizer, scheduler and gradient-scaler states, the epoch, the History,
     the random number generators (torch, NumPy, Python, CUDA, and the loader's shuffling
-    generator), the cnnlab and torch versions, and ``extra`` (class names, preprocessing
-    settings: plain values and tensors only).
+    generator; under torchrun ``rng_per_rank`` holds every process's own), the cnnlab and
+    torch versions, and ``extra`` (class names, preprocessing settings: plain values and
+    tensors only).
 
     Example:
         >>> import tempfile, pathlib
@@ -286,7 +310,8 @@ def save_checkpoint(
         "scaler": scaler.state_dict() if scaler is not None else None,
         "epoch": epoch,
         "history": history_dict,
-        "rng": _rng_state(),
+        "rng": rng_state(),
+        "rng_per_rank": rng_per_rank,
         "loader_generator": loader_generator.get_state() if loader_generator is not None else None,
         "versions": {"cnnlab": str(__version__), "torch": str(torch.__version__)},
         "extra": extra or {},
@@ -302,11 +327,18 @@ def load_checkpoint(
     restore_rng: bool = False,
     loader_generator: torch.Generator | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> dict:
     """Load a checkpoint from :func:`save_checkpoint` into ``model`` (and the optimizer,
     scheduler and gradient scaler when given) and return the whole dictionary (``epoch``, ``history``,
     ``extra``, ``versions``). With ``restore_rng`` the random generators continue where
-    they were, so that a resumed run repeats the uninterrupted one exactly.
+    they were, so that a resumed run repeats the uninterrupted one exactly: process
+    ``rank`` of ``world`` takes its own generators when the file holds one per process
+    (saved under torchrun by as many processes), else the saving process's.
+
+    Tensors are read onto the CPU; ``load_state_dict`` moves the model's, the optimizer's
+    and the scaler's to where the model's parameters are.
 
     Example:
         >>> state = load_checkpoint("checkpoints/last.pt", model, optimizer)  # doctest: +SKIP
@@ -329,7 +361,13 @@ def load_checkpoint(
     if scaler is not None and state.get("scaler") is not None:
         scaler.load_state_dict(state["scaler"])
     if restore_rng:
-        _set_rng_state(state["rng"])
+        per_rank = state.get("rng_per_rank")
+        if per_rank and len(per_rank) != world:
+            warnings.warn(f"{path} was saved by {len(per_rank)} processes and is resumed by "
+                          f"{world}: each process continues from the first process's random "
+                          "state, so random augmentation differs from an uninterrupted run.",
+                          stacklevel=2)  # fmt: skip
+        set_rng_state(per_rank[rank] if per_rank and len(per_rank) == world else state["rng"])
         if loader_generator is not None and state["loader_generator"] is not None:
             loader_generator.set_state(state["loader_generator"])
     return state

@@ -18,16 +18,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 
 from .images import MAX_PIXELS
 
-MODELS = ("SimpleCNN", "SmallResNet", "FastNet")
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+def _line(error: object) -> str:
+    """An error as one line, without terminal colour codes. An error re-raised from a
+    DataLoader worker carries the worker's whole traceback: only the original message is
+    kept (the traceback is what --debug is for)."""
+    text = _ANSI.sub("", str(error))
+    if "Original Traceback (most recent call last):" in text and isinstance(error, BaseException):
+        name = f"{type(error).__module__}.{type(error).__qualname__}: "
+        start = text.rfind(name)
+        text = text[start + len(name) :] if start >= 0 else text.splitlines()[-1]
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def cmd_train(args) -> int:
@@ -139,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         5
     """
     from .finetune import STRATEGIES
-    from .transfer import ARCHITECTURES
+    from .registry import model_names, torchvision_architectures
 
     parser = argparse.ArgumentParser(prog="cnnlab", description="Train, evaluate, export and "
                                      "serve CNN image classifiers.")  # fmt: skip
@@ -160,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save it", description=cmd_train.__doc__)
     folder_option(p, "a folder with train/ and test/ image folders, one sub-folder per class "
                      "(default: CIFAR-10, following the CNNLAB_* switches)")  # fmt: skip
-    p.add_argument("--arch", "--model", dest="arch", choices=MODELS + ARCHITECTURES,
+    p.add_argument("--arch", "--model", dest="arch", choices=model_names(),
                    default="SimpleCNN", help="a cnnlab model trained from scratch, or a "
                    "torchvision architecture fine-tuned from ImageNet weights")  # fmt: skip
     p.add_argument("--strategy", choices=tuple(STRATEGIES), default="frozen",
@@ -196,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="ImageNet classes with pretrained models",
                        description=cmd_classify.__doc__)  # fmt: skip
     p.add_argument("images", nargs="+")
-    p.add_argument("--arch", choices=("all", *ARCHITECTURES), default="resnet18")
+    p.add_argument("--arch", choices=("all", *torchvision_architectures()), default="resnet18")
     p.add_argument("-k", type=int, default=5, help="how many classes to show")
     image_options(p, skip=False)
     p.set_defaults(run=cmd_classify)

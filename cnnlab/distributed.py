@@ -9,14 +9,19 @@ identical without ever sending weights.
 What cnnlab does for you under ``torchrun`` (outside it, every function here is a no-op,
 so the same script runs in one process or many):
 
-- :func:`setup` joins the process group from torchrun's environment (NCCL on CUDA, Gloo on
-  the CPU) and returns this process's device;
+- :func:`setup` joins the process group from torchrun's environment (NCCL on CUDA under
+  Linux, Gloo on the CPU and on Windows) and returns this process's device (the CPU for
+  every process when a machine has fewer GPUs than processes);
 - :func:`cnnlab.data.make_loader` shards the data set: a ``DistributedSampler`` for
   training (``fit`` calls its ``set_epoch`` every epoch), an unpadded shard for
   evaluation; :class:`cnnlab.data.TensorLoader` shards its epoch order the same way;
-- ``fit`` wraps the model in ``DistributedDataParallel``, sums its metrics over all
-  processes, and shows progress, prints, logs and writes checkpoints from rank 0 only;
-  ``ModelCheckpoint(resume=True)`` resumes every process from rank 0's file.
+- ``fit`` wraps the model in ``DistributedDataParallel`` (again whenever a callback
+  changes which parameters train), sums its metrics over all processes, and shows
+  progress, prints, logs and writes checkpoints from rank 0 only;
+  ``ModelCheckpoint(resume=True)`` resumes every process from rank 0's file (each with its
+  own random state), after checking that every process can see it;
+- :func:`cnnlab.data.decode_images` decodes and caches a folder on each machine's local
+  rank 0 while the others wait (:func:`local_main_first`).
 
 Example:
     >>> device = setup()          # under torchrun: joins the group; else picks a device
@@ -26,7 +31,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -86,10 +93,35 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def default_backend(device: torch.device) -> str:
+    """The process group backend for ``device``: NCCL for CUDA GPUs on Linux, Gloo
+    elsewhere (the CPU, and Windows, where NCCL does not exist).
+
+    Example:
+        >>> default_backend(torch.device("cpu"))
+        'gloo'
+    """
+    nccl = device.type == "cuda" and sys.platform != "win32" and dist.is_nccl_available()
+    return "nccl" if nccl else "gloo"
+
+
+def local_rank() -> int:
+    """This process's rank on its own machine (``LOCAL_RANK``; 0 when not launched).
+
+    Example:
+        >>> local_rank()
+        0
+    """
+    return int(os.environ.get("LOCAL_RANK", 0)) if launched_by_torchrun() else 0
+
+
 def setup(backend: str | None = None) -> torch.device:
     """Join the process group that torchrun prepared, and return this process's device:
-    ``cuda:LOCAL_RANK`` (NCCL) when there are GPUs, else the CPU (Gloo). Without torchrun,
-    nothing is joined and :func:`cnnlab.settings.get_device` answers.
+    ``cuda:LOCAL_RANK`` when the machine has a GPU for every process, else the CPU, with
+    :func:`default_backend` (NCCL on Linux GPUs, Gloo otherwise). More processes than GPUs
+    (``--nproc_per_node=2`` on Colab's one GPU) train on the CPU, and rank 0 says so in one
+    line. Without torchrun, nothing is joined and :func:`cnnlab.settings.get_device`
+    answers.
 
     Example:
         >>> setup().type in ("cpu", "cuda", "mps")
@@ -99,14 +131,19 @@ def setup(backend: str | None = None) -> torch.device:
 
     if not launched_by_torchrun():
         return get_device()
-    local_rank = int(os.environ["LOCAL_RANK"])
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
+    local = local_rank()
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", local + 1))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus >= per_machine:
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
+        if gpus and int(os.environ["RANK"]) == 0:
+            print(f"cnnlab: {per_machine} processes per machine but {gpus} GPU(s): all train on "
+                  f"the CPU with gloo (pass --nproc_per_node={gpus} to use the GPUs)", flush=True)  # fmt: skip
     if not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if device.type == "cuda" else "gloo"))
+        dist.init_process_group(backend or default_backend(device))
     return device
 
 
@@ -143,6 +180,58 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def all_gather_object(obj: object) -> list:
+    """Every process's ``obj`` (picklable), in rank order: ``[obj]`` when alone.
+
+    Example:
+        >>> all_gather_object({"epoch": 3})
+        [{'epoch': 3}]
+    """
+    if not is_distributed():
+        return [obj]
+    gathered: list = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+@contextlib.contextmanager
+def local_main_first():
+    """Let local rank 0 run the block first (decode and cache a data set, download a
+    file), the other processes of its machine after it, when the result is on disk.
+
+    Example:
+        >>> with local_main_first():
+        ...     pass
+    """
+    if not is_distributed():
+        yield
+        return
+    if local_rank() != 0:
+        dist.barrier()  # wait for this machine's rank 0 to finish the block
+    try:
+        yield
+    finally:
+        if local_rank() == 0:
+            dist.barrier()  # release the others
+
+
+@torch.no_grad()
+def broadcast_weights(model: nn.Module) -> nn.Module:
+    """Copy rank 0's parameters and buffers to every process (no-op when alone). ``fit``
+    does it before any callback starts, so that state a callback copies from the model
+    (Lookahead's slow weights, EarlyStopping's best) is the same on every process even
+    when each process seeded its own initialisation.
+
+    Example:
+        >>> broadcast_weights(nn.Linear(2, 2)).out_features
+        2
+    """
+    if is_distributed():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+    return model
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
@@ -243,12 +332,17 @@ def scaled_lr(lr: float, per_process_batch: int, reference_batch: int | None = N
 
 __all__ = [
     "ShardSampler",
+    "all_gather_object",
     "all_reduce_sum",
     "barrier",
+    "broadcast_weights",
     "cleanup",
+    "default_backend",
     "is_distributed",
     "is_main_process",
     "launched_by_torchrun",
+    "local_main_first",
+    "local_rank",
     "rank",
     "scaled_lr",
     "set_epoch",

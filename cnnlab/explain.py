@@ -196,6 +196,14 @@ def grad_cam(model: nn.Module, images: torch.Tensor, layer: str | nn.Module,
 
 
 @torch.no_grad()
+def _starts(size: int, window: int, stride: int) -> list[int]:
+    """Where a window slides along an axis: every ``stride`` pixels, plus a last position
+    flush with the far edge, so that the right and bottom borders are covered too."""
+    last = max(size - window, 0)
+    starts = list(range(0, last + 1, stride))
+    return starts if starts[-1] == last else [*starts, last]
+
+
 def occlusion(model: nn.Module, images: torch.Tensor, target: int | torch.Tensor | None = None,
               window: int = 8, stride: int = 4, baseline: float = 0.0,
               batch_size: int = 64) -> torch.Tensor:  # fmt: skip
@@ -220,8 +228,8 @@ def occlusion(model: nn.Module, images: torch.Tensor, target: int | torch.Tensor
         reference = probs.gather(1, chosen[:, None])[:, 0]
         drop = torch.zeros(n, h, w, device=x.device)
         count = torch.zeros(h, w, device=x.device)
-        spots = [(top, left) for top in range(0, max(h - window, 0) + 1, stride)
-                 for left in range(0, max(w - window, 0) + 1, stride)]  # fmt: skip
+        spots = [(top, left) for top in _starts(h, window, stride)
+                 for left in _starts(w, window, stride)]  # fmt: skip
         for i in range(n):
             for start in range(0, len(spots), batch_size):
                 chunk = spots[start : start + batch_size]

@@ -68,7 +68,7 @@ def _open(source: Source, what: str) -> Image.Image:
             raise CorruptImageError(f"{path} is a folder, not an image file.")
         if path.stat().st_size == 0:
             raise CorruptImageError(f"{path} is empty (0 bytes): copy or download it again, or "
-                                    "delete it.")  # fmt: skip
+                                    f"delete it {SKIP_HINT}.")  # fmt: skip
         handle: object = path
     elif isinstance(source, (bytes, bytearray)):
         if not source:

@@ -20,6 +20,7 @@ from .checks import check_inputs
 from .images import MAX_PIXELS, decode_image, to_rgb
 from .models import inference_copy
 from .preprocessing import Preprocessing
+from .registry import build_model
 
 _OWN = object()  # "the predictor's own limit"
 
@@ -105,24 +106,6 @@ class Predictor:
         load_checkpoint(path, model)
         return cls(model, extra["class_names"], Preprocessing.from_dict(extra["preprocessing"]),
                    device, max_pixels)  # fmt: skip
-
-
-def build_model(spec: dict) -> nn.Module:
-    """Build a network from a plain description: a cnnlab model (``SimpleCNN``,
-    ``SmallResNet``) or a torchvision architecture, with keyword arguments.
-
-    Example:
-        >>> build_model({"name": "SmallResNet", "kwargs": {"num_classes": 5, "width": 8}}).head[-1]
-        Linear(in_features=64, out_features=5, bias=True)
-    """
-    from . import models
-
-    name, kwargs = spec["name"], dict(spec.get("kwargs", {}))
-    if name in ("SimpleCNN", "SmallResNet"):
-        return getattr(models, name)(**kwargs)
-    from .transfer import build_transfer_model
-
-    return build_transfer_model(name, weights=None, **kwargs).model
 
 
 __all__ = ["Predictor", "Preprocessing", "build_model", "decode_image", "to_rgb"]

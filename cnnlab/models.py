@@ -1,15 +1,23 @@
 """Models for 32x32 images: the course's SimpleCNN, a small ResNet, a fast network for
-short training runs, and a summary table."""
+short training runs; :func:`unwrap` and :func:`inference_copy`. The summary table and the
+parameter and MAC counts live in :mod:`cnnlab.summary` (also importable from here)."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .checks import check_images
+from .summary import (  # noqa: F401  (re-exported: notebooks import them from here)
+    LayerRow,
+    ModelSummary,
+    ParamCount,
+    count_macs,
+    count_parameters,
+    summary,
+)
 
 
 class SimpleCNN(nn.Module):
@@ -250,25 +258,22 @@ def whiten_(conv: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> nn.Conv
     return conv
 
 
-def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> int:
-    """Multiply-adds of one forward pass per image, counted by PyTorch's
-    ``torch.utils.flop_counter`` (which counts a multiply-add as 2 FLOPs).
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside ``DistributedDataParallel`` and ``torch.compile`` wrappers (both,
+    in any order), so that its ``state_dict`` has the plain keys.
 
     Example:
-        >>> f"{count_macs(SimpleCNN()) / 1e6:.1f} M"
-        '...M'
+        >>> net = SimpleCNN()
+        >>> unwrap(torch.compile(net)) is net
+        True
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(input_shape, device=device))
-    finally:
-        model.train(was_training)
-    return counter.get_total_flops() // 2 // input_shape[0]
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile(model)
+            model = model._orig_mod
+        else:
+            return model
 
 
 def inference_copy(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
@@ -286,110 +291,9 @@ def inference_copy(model: nn.Module, device: torch.device | str = "cpu") -> nn.M
         >>> net.training, copy.training, next(copy.parameters()).requires_grad
         (True, False, False)
     """
-    inner = getattr(model, "module", model)  # DistributedDataParallel
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile(model)
-    clone = copy.deepcopy(inner)
+    clone = copy.deepcopy(unwrap(model))
     if getattr(clone, "_compiled_call_impl", None) is not None:  # model.compile() in place
         clone._compiled_call_impl = None
     clone.to(device=device, dtype=torch.float32)
     clone.to(memory_format=torch.contiguous_format)
     return clone.eval().requires_grad_(False)
-
-
-@dataclass(frozen=True)
-class ParamCount:
-    """Trainable and total parameter counts of a model."""
-
-    trainable: int
-    total: int
-
-    @property
-    def frozen(self) -> int:
-        return self.total - self.trainable
-
-
-def count_parameters(model: nn.Module) -> ParamCount:
-    """Count a model's parameters, trainable and in total.
-
-    Example:
-        >>> count_parameters(nn.Linear(10, 2))
-        ParamCount(trainable=22, total=22)
-    """
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return ParamCount(trainable, total)
-
-
-@dataclass(frozen=True)
-class LayerRow:
-    """One line of a :class:`ModelSummary`."""
-
-    name: str
-    kind: str
-    output_shape: tuple[int, ...]
-    params: int
-    trainable: bool | None  # None for layers without parameters
-
-
-@dataclass
-class ModelSummary:
-    """Per-layer output shapes and parameter counts; prints as a table."""
-
-    rows: list[LayerRow] = field(default_factory=list)
-    params: ParamCount = ParamCount(0, 0)
-
-    def __str__(self) -> str:
-        lines = [f"{'layer':<24}{'type':<18}{'output shape':<22}{'params':>10}  trainable"]
-        lines.append("-" * len(lines[0]))
-        for r in self.rows:
-            shape = "x".join(str(d) for d in r.output_shape)
-            lines.append(
-                f"{r.name:<24}{r.kind:<18}{shape:<22}{r.params:>10,}  "
-                f"{'-' if r.trainable is None else 'yes' if r.trainable else 'no'}"
-            )
-        lines.append("-" * len(lines[0]))
-        lines.append(f"total {self.params.total:,} parameters, {self.params.trainable:,} trainable")
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-
-def summary(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> ModelSummary:
-    """Run one dummy batch through ``model`` and tabulate every leaf layer's output.
-
-    Example:
-        >>> print(summary(SimpleCNN(), (1, 3, 32, 32)))  # doctest: +SKIP
-        layer                   type              output shape              params  trainable
-        features.0              Conv2d            1x32x32x32                   896  yes
-        ...
-    """
-    result = ModelSummary(params=count_parameters(model))
-    hooks = []
-    for name, module in model.named_modules():
-        if any(True for _ in module.children()):
-            continue  # only leaf layers
-
-        def hook(mod, _inp, out, name=name):
-            own = list(mod.parameters(recurse=False))
-            result.rows.append(
-                LayerRow(
-                    name=name,
-                    kind=type(mod).__name__,
-                    output_shape=tuple(out.shape) if isinstance(out, torch.Tensor) else (),
-                    params=sum(p.numel() for p in own),
-                    trainable=any(p.requires_grad for p in own) if own else None,
-                )
-            )
-
-        hooks.append(module.register_forward_hook(hook))
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(input_shape, device=device))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return result

@@ -19,21 +19,15 @@ from dataclasses import dataclass
 
 from torchvision import transforms as T
 
-from .data.transforms import CIFAR10_MEAN, CIFAR10_STD
-
-INTERPOLATIONS = {"nearest": T.InterpolationMode.NEAREST, "bilinear": T.InterpolationMode.BILINEAR,
-                  "bicubic": T.InterpolationMode.BICUBIC}  # fmt: skip
-
-
-def eval_resize(size: int) -> int:
-    """The shorter side to resize to before a centre crop of ``size``: ``size / 0.875``,
-    the ImageNet habit (256 for 224), so the crop keeps the central 87.5% of the picture.
-
-    Example:
-        >>> eval_resize(224), eval_resize(32)
-        (256, 37)
-    """
-    return round(size / 0.875)
+from .data.transforms import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    INTERPOLATIONS,
+    eval_resize,
+    eval_transform,
+    photo_train_transform,
+    weights_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -81,13 +75,7 @@ class Preprocessing:
                 Resize(size=256, interpolation=bilinear, ...)
             ...
         """
-        return T.Compose([
-            T.Resize(self.resize or self.size, interpolation=INTERPOLATIONS[self.interpolation],
-                     antialias=True),
-            T.CenterCrop(self.size),
-            T.ToTensor(),
-            T.Normalize(self.mean, self.std),
-        ])  # fmt: skip
+        return eval_transform(self.size, self.mean, self.std, self.resize, self.interpolation)
 
     def train_transform(self, **augmentation) -> T.Compose:
         """The matching training transform for photos (random resized crop of ``size``,
@@ -98,8 +86,6 @@ class Preprocessing:
             >>> Preprocessing(64).train_transform()(Image.new("RGB", (640, 480))).shape
             torch.Size([3, 64, 64])
         """
-        from .data.transforms import photo_train_transform
-
         return photo_train_transform(self.size, mean=self.mean, std=self.std,
                                      interpolation=self.interpolation, **augmentation)  # fmt: skip
 
@@ -136,10 +122,7 @@ class Preprocessing:
             >>> p.size, p.resize, p.interpolation
             (299, 342, 'bilinear')
         """
-        t = weights.transforms()
-        interpolation = next(k for k, v in INTERPOLATIONS.items() if v == t.interpolation)
-        return cls(int(t.crop_size[0]), tuple(t.mean), tuple(t.std), int(t.resize_size[0]),
-                   interpolation)  # fmt: skip
+        return cls(**weights_settings(weights))
 
 
 __all__ = ["INTERPOLATIONS", "Preprocessing", "eval_resize"]

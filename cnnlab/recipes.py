@@ -138,9 +138,24 @@ def _decoded(data: Dataset | DecodedImages | None, train: bool) -> DecodedImages
     return decode_images(data if data is not None else load_cifar10(train=train))
 
 
+def whitening_sample(labels: torch.Tensor, count: int = 5000, seed: int = 0) -> torch.Tensor:
+    """Indices of ``count`` training images drawn at random (with ``seed``) for the whitening
+    layer. Not the first ``count``: a folder-of-classes copy of CIFAR-10 lists its images
+    class by class, and its first 5,000 are all airplanes.
+
+    Example:
+        >>> sorted_labels = torch.arange(10).repeat_interleave(100)  # 100 of each, in order
+        >>> sorted_labels[whitening_sample(sorted_labels, 50)].unique().numel()
+        10
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(len(labels), generator=generator)[:count]
+
+
 def make_fast_model(recipe: FastRecipe, train_loader: TensorLoader, num_classes: int) -> FastNet:
     """FastNet for ``recipe``; with ``recipe.whiten`` its stem is a whitening layer
-    computed from up to 5,000 normalised training images, its weights frozen.
+    computed from 5,000 normalised training images drawn at random with the recipe's seed
+    (:func:`whitening_sample`), its weights frozen.
 
     Example:
         >>> loader = TensorLoader(decode_images(StandInCIFAR10(size=64)), batch_size=32)
@@ -150,13 +165,14 @@ def make_fast_model(recipe: FastRecipe, train_loader: TensorLoader, num_classes:
     model = FastNet(num_classes=num_classes, widths=recipe.widths,
                     train_bn_scale=not recipe.frozen_bn_scale).to(train_loader.device)  # fmt: skip
     if recipe.whiten:
-        first = train_loader.images[:5000].float().div(255)
-        whiten_(model.stem[0], (first - train_loader.mean) / train_loader.std)
+        chosen = whitening_sample(train_loader.labels, 5000, recipe.seed)
+        sample = train_loader.images[chosen.to(train_loader.images.device)].float().div(255)
+        whiten_(model.stem[0], (sample - train_loader.mean) / train_loader.std)
         model.stem[0].weight.requires_grad_(False)
     return model
 
 
-def _optimizer(model: FastNet, recipe: FastRecipe) -> torch.optim.SGD:
+def _optimizer(model: FastNet, recipe: FastRecipe, device: torch.device) -> torch.optim.SGD:
     lr, decay, bias_lr, bias_decay = recipe.sgd_settings()
     shifts = [p for n, p in model.named_parameters() if ".bn" in n and n.endswith("bias")]
     chosen = {id(p) for p in shifts}
@@ -165,6 +181,7 @@ def _optimizer(model: FastNet, recipe: FastRecipe) -> torch.optim.SGD:
         [{"params": others, "lr": lr, "weight_decay": decay},
          {"params": shifts, "lr": bias_lr, "weight_decay": bias_decay}],
         lr=lr, momentum=recipe.momentum, nesterov=True,
+        fused=True if device.type == "cuda" else None,  # no per-step read with float16
     )  # fmt: skip
 
 
@@ -208,7 +225,7 @@ def cifar10_fast(
     test_loader = TensorLoader(test_data, batch_size=1000, **options)
     num_classes = len(train_data.classes) or int(train_data.labels.max()) + 1
     model = make_fast_model(recipe, train_loader, num_classes)
-    optimizer = _optimizer(model, recipe)
+    optimizer = _optimizer(model, recipe, device)
     scheduler = warmup_linear_decay(optimizer, recipe.epochs * len(train_loader),
                                     recipe.warmup_fraction, recipe.start_factor,
                                     recipe.end_factor)  # fmt: skip

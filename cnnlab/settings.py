@@ -328,3 +328,41 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+def rng_state() -> dict:
+    """This process's random generators: torch's, NumPy's, Python's and the current CUDA
+    device's (one device: the process's own, so that a machine with fewer GPUs can restore
+    it).
+
+    Example:
+        >>> sorted(rng_state())
+        ['cuda', 'numpy', 'python', 'torch']
+    """
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore :func:`rng_state`'s generators. A CUDA state goes to the current device; an
+    older checkpoint's list of every GPU's states gives the current device its own entry
+    (or none, on a machine without that GPU).
+
+    Example:
+        >>> set_rng_state(rng_state())
+    """
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(state["python"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, list | tuple):  # cnnlab before 0.2 saved every device's state
+        index = torch.cuda.current_device() if torch.cuda.is_available() else len(cuda)
+        cuda = cuda[index] if index < len(cuda) else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)

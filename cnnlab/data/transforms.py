@@ -24,6 +24,59 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = {"nearest": T.InterpolationMode.NEAREST, "bilinear": T.InterpolationMode.BILINEAR,
+                  "bicubic": T.InterpolationMode.BICUBIC}  # fmt: skip
+
+
+def eval_resize(size: int) -> int:
+    """The shorter side to resize to before a centre crop of ``size``: ``size / 0.875``,
+    the ImageNet habit (256 for 224), so the crop keeps the central 87.5% of the picture.
+
+    Example:
+        >>> eval_resize(224), eval_resize(32)
+        (256, 37)
+    """
+    return round(size / 0.875)
+
+
+def eval_transform(size: int, mean: Sequence[float], std: Sequence[float],
+                   resize: int | None = None, interpolation: str = "bilinear") -> T.Compose:  # fmt: skip
+    """Resize the shorter side to ``resize`` (default ``size``), centre-crop ``size``,
+    tensor, normalise: what :class:`cnnlab.preprocessing.Preprocessing` applies.
+
+    Example:
+        >>> from PIL import Image
+        >>> eval_transform(32, CIFAR10_MEAN, CIFAR10_STD)(Image.new("RGB", (64, 48))).shape
+        torch.Size([3, 32, 32])
+    """
+    return T.Compose([
+        T.Resize(resize or size, interpolation=INTERPOLATIONS[interpolation], antialias=True),
+        T.CenterCrop(size),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])  # fmt: skip
+
+
+def find_normalize(loader: object) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The ``(mean, std)`` a loader's images were normalised with: a TensorLoader's own,
+    or those of the ``Normalize`` in its data set's transform (None when not found).
+
+    Example:
+        >>> find_normalize(torch.utils.data.DataLoader([]))  # no transform to read
+    """
+    mean, std = getattr(loader, "mean", None), getattr(loader, "std", None)
+    if isinstance(mean, torch.Tensor) and isinstance(std, torch.Tensor):
+        return tuple(mean.flatten().tolist()), tuple(std.flatten().tolist())
+    dataset = getattr(loader, "dataset", None)
+    while dataset is not None and not hasattr(dataset, "transform"):
+        dataset = getattr(dataset, "dataset", None)  # through Subset wrappers
+    pending = [getattr(dataset, "transform", None)]
+    while pending:
+        step = pending.pop()
+        if isinstance(step, T.Normalize):
+            return tuple(map(float, step.mean)), tuple(map(float, step.std))
+        pending.extend(getattr(step, "transforms", []) or [])
+    return None
 
 
 def cifar10_train_transform(
@@ -90,8 +143,6 @@ def photo_train_transform(
         >>> photo_train_transform(64)(Image.new("RGB", (640, 480))).shape
         torch.Size([3, 64, 64])
     """
-    from ..preprocessing import INTERPOLATIONS
-
     mode = INTERPOLATIONS[interpolation]
     steps: list = []
     if rotation:
@@ -127,10 +178,23 @@ def photo_eval_transform(
         >>> photo_eval_transform(224)(Image.new("RGB", (480, 640))).shape
         torch.Size([3, 224, 224])
     """
-    from ..preprocessing import Preprocessing, eval_resize
+    return eval_transform(size, mean, std, resize or eval_resize(size), interpolation)
 
-    pre = Preprocessing(size, tuple(mean), tuple(std), resize or eval_resize(size), interpolation)
-    return pre.transform()
+
+def weights_settings(weights) -> dict:
+    """The preprocessing of a torchvision weights enum member's own ``transforms()`` (what
+    torchvision evaluates it with: resize, centre crop, interpolation, mean, std), as the
+    keyword arguments of :class:`cnnlab.preprocessing.Preprocessing`.
+
+    Example:
+        >>> from torchvision.models import ResNet18_Weights
+        >>> weights_settings(ResNet18_Weights.DEFAULT)["resize"]
+        256
+    """
+    t = weights.transforms()
+    interpolation = next(k for k, v in INTERPOLATIONS.items() if v == t.interpolation)
+    return {"size": int(t.crop_size[0]), "mean": tuple(t.mean), "std": tuple(t.std),
+            "resize": int(t.resize_size[0]), "interpolation": interpolation}  # fmt: skip
 
 
 def transforms_from_weights(weights, **augmentation) -> tuple[T.Compose, T.Compose]:
@@ -144,10 +208,10 @@ def transforms_from_weights(weights, **augmentation) -> tuple[T.Compose, T.Compo
         >>> eval_tf.transforms[0].size, eval_tf.transforms[1].size
         (256, (224, 224))
     """
-    from ..preprocessing import Preprocessing
-
-    pre = Preprocessing.from_weights(weights)
-    return pre.train_transform(**augmentation), pre.transform()
+    s = weights_settings(weights)
+    train = photo_train_transform(s["size"], mean=s["mean"], std=s["std"],
+                                  interpolation=s["interpolation"], **augmentation)  # fmt: skip
+    return train, eval_transform(**s)
 
 
 def denormalize(
