@@ -24,7 +24,6 @@ import traceback
 
 from .images import MAX_PIXELS
 
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -108,8 +108,14 @@ class LambdaCallback(Callback):
     """
 
     def __init__(self, **events: Callable[[FitState], None]) -> None:
-        names = {"on_resume", "on_fit_start", "on_epoch_start", "on_step_end", "on_epoch_end",
-                 "on_fit_end"}
+        names = {
+            "on_resume",
+            "on_fit_start",
+            "on_epoch_start",
+            "on_step_end",
+            "on_epoch_end",
+            "on_fit_end",
+        }
         unknown = set(events) - names
         if unknown:
             raise ConfigurationError(f"unknown events {sorted(unknown)}; known: {sorted(names)}")
@@ -126,7 +132,6 @@ def sorted_callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
                 "function as LambdaCallback(on_epoch_end=f)."
             )
     return sorted(callbacks, key=lambda c: c.order)
-
 
 
 __all__ = ["Callback", "FitState", "LambdaCallback", "check_monitor", "sorted_callbacks"]

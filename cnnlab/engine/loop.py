@@ -235,5 +235,3 @@ def evaluate(
     finally:
         model.train(was_training)
     return _result(loss_sum, correct, seen, "evaluation")
-
-

@@ -85,7 +85,9 @@ def run_row(row: Row, folder: Path) -> dict:
     saved = torch.load(folder / "straight.pt", weights_only=True)["model"]
     # Under DDP the parameters are identical on every process; BatchNorm's running
     # statistics are each process's own after the last batch, and rank 0 saves its own.
-    compared = model.state_dict() if distributed.is_main_process() else dict(model.named_parameters())
+    compared = (
+        model.state_dict() if distributed.is_main_process() else dict(model.named_parameters())
+    )
     out = {
         "parameters": sorted(name for name, _ in model.named_parameters()),
         "history": straight.as_dict(),
