@@ -95,10 +95,10 @@ def _targets(logits: torch.Tensor, target: int | torch.Tensor | None) -> torch.T
     n, classes = logits.shape
     if target is None:
         return logits.argmax(dim=1)
-    target = torch.as_tensor(target, device=logits.device).long().expand(n)
+    target = torch.as_tensor(target).long().expand(n)  # checked where it was given
     if int(target.min()) < 0 or int(target.max()) >= classes:
         raise ValueError(f"target must be a class index in [0, {classes}), got {target.tolist()}")
-    return target
+    return target.to(logits.device)
 
 
 def _normalise(maps: torch.Tensor) -> torch.Tensor:

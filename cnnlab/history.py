@@ -66,9 +66,9 @@ class History:
     precision: list[str | None] = field(default_factory=list)
 
     def append(self, **row: float | str | None) -> None:
-        """Add one epoch's numbers (every field by name)."""
+        """Add one epoch's numbers (every field by name; ``precision`` may be left out)."""
         for name in self.__dataclass_fields__:
-            getattr(self, name).append(row[name])
+            getattr(self, name).append(row.get(name) if name == "precision" else row[name])
 
     @classmethod
     def from_dict(cls, saved: dict[str, list]) -> History:

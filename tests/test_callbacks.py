@@ -113,13 +113,13 @@ def test_progressive_resizing_sets_the_size_per_epoch_and_restores_it():
 READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__")
 
 
-def _count_host_reads(monkeypatch, steps: int) -> int:
+def _count_host_reads(monkeypatch, steps: int, precision: str = "fp32", fused=None) -> int:
     """Host reads during one fit() epoch of `steps` training steps (SGD, no scheduler)."""
     seed_everything(0)
     train = TensorLoader(_data(4 * steps), batch_size=4, shuffle=True, augment=True, seed=0)
     val = TensorLoader(_data(8, seed=1), batch_size=4)
     model = SimpleCNN()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=fused)
     count = [0]
     for name in READS:
         original = getattr(torch.Tensor, name)
@@ -129,7 +129,8 @@ def _count_host_reads(monkeypatch, steps: int) -> int:
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, counting)
-    fit(model, train, val, epochs=1, optimizer=optimizer, device="cpu", progress=False)
+    fit(model, train, val, epochs=1, optimizer=optimizer, device="cpu", progress=False,
+        precision=precision)  # fmt: skip
     monkeypatch.undo()
     return count[0]
 
@@ -140,3 +141,22 @@ def test_the_hot_loop_reads_nothing_back_per_step(monkeypatch):
     (about every 0.5 s). Labels and inputs of a TensorLoader were checked when it was built."""
     few, many = _count_host_reads(monkeypatch, 3), _count_host_reads(monkeypatch, 24)
     assert few == many <= 8, (few, many)
+
+
+def test_float16_with_a_fused_optimizer_reads_nothing_back_per_step(monkeypatch):
+    """The T4 path (float16 + GradScaler), run on the CPU: with a fused optimizer the
+    scaler hands the overflow check to the optimizer's kernel (no read per step); with an
+    unfused one GradScaler.step reads one value per step, as the engine's docstring says."""
+    fused = [_count_host_reads(monkeypatch, n, "fp16", fused=True) for n in (2, 6)]
+    assert fused[0] == fused[1] <= 8, fused
+    unfused = [_count_host_reads(monkeypatch, n, "fp16") for n in (2, 6)]
+    assert unfused[1] - unfused[0] >= 4, unfused  # one read per extra step
+
+
+def test_fits_default_optimizer_is_fused_on_cuda_only():
+    from cnnlab.engine.fit import default_optimizer
+
+    model = SimpleCNN()
+    assert default_optimizer(model, None, torch.device("cuda")).defaults["fused"] is True
+    assert not default_optimizer(model, None, torch.device("cpu")).defaults["fused"]
+

@@ -123,3 +123,16 @@ def test_two_processes_under_torchrun(row, ddp_results):
     for name in first["parameters"]:  # (BatchNorm statistics are each process's own)
         assert first["weights"][name] == second["weights"][name], f"the replicas drifted: {name}"
     assert first["rng_after"] != second["rng_after"], "each process should keep its own generator"
+
+
+def test_restoring_lookaheads_slow_weights_matters(tmp_path, monkeypatch):
+    """The mutant that skips Lookahead's restore must be caught: the resumed run then
+    differs from the uninterrupted one (the rows above show that with the restore it
+    does not)."""
+    from cnnlab.callbacks import Lookahead
+
+    monkeypatch.setattr(Lookahead, "load_state_dict", lambda self, state: None)
+    row = Row("fp32", lookahead=True, early_stopping=False, gradual=False, resizing=False,
+              resume=True, ddp=False)  # fmt: skip
+    result = run_row(row, tmp_path)
+    assert result["resumed"]["weights"] != result["weights"]

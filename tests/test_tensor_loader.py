@@ -158,7 +158,7 @@ def test_image_folder_is_decoded_once_then_read_from_the_cache(tmp_path, monkeyp
     assert torch.equal(first.images[0].permute(1, 2, 0),
                        torch.from_numpy(np.array(Image.open(folder.samples[0][0]))))  # fmt: skip
 
-    import cnnlab.data.tensor_loader as module
+    import cnnlab.data.decoding as module
 
     def no_decoding(*_args):
         raise AssertionError("decoded again although the cache is there")

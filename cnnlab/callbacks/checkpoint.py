@@ -125,8 +125,8 @@ class ModelCheckpoint(Callback):
         rngs = distributed.all_gather_object(rng_state())  # every process's own generators
         if not state.is_main_process:
             return
-        states = {_key(i, cb): cb.state_dict() for i, cb in enumerate(state.callbacks)}
-        extra = {"step": state.step, "callbacks": states, "stopped_early": state.stop_training}
+        extra = {"step": state.step, "callbacks": _states(state.callbacks),
+                 "stopped_early": state.stop_training}  # fmt: skip
         save_checkpoint(self.path, model, state.optimizer, state.scheduler, state.epoch,
                         state.history, scaler=state.scaler, extra=extra, rng_per_rank=rngs,
                         loader_generator=getattr(state.train_loader, "generator", None))  # fmt: skip
@@ -141,18 +141,25 @@ class ModelCheckpoint(Callback):
         self.best = state["best"]
 
 
-def _key(index: int, callback: Callback) -> str:
-    return f"{index}:{type(callback).__name__}"
+def _keys(callbacks: list[Callback]) -> list[str]:
+    """A name per callback that survives adding or removing callbacks of other kinds:
+    its class and how many of that class came before it (``"Lookahead#0"``)."""
+    names = [type(c).__name__ for c in callbacks]
+    return [f"{name}#{names[:i].count(name)}" for i, name in enumerate(names)]
+
+
+def _states(callbacks: list[Callback]) -> dict:
+    return {key: cb.state_dict() for key, cb in zip(_keys(callbacks), callbacks, strict=True)}
 
 
 def _load_callback_states(callbacks: list[Callback], states: dict) -> None:
-    for i, callback in enumerate(callbacks):
-        key = _key(i, callback)
-        if key in states:
-            callback.load_state_dict(states[key])
+    for i, (key, callback) in enumerate(zip(_keys(callbacks), callbacks, strict=True)):
+        old = f"{i}:{type(callback).__name__}"  # how cnnlab before 0.2 named them
+        if key in states or old in states:
+            callback.load_state_dict(states.get(key, states.get(old)))
         elif callback.state_dict():
             warnings.warn(f"the checkpoint holds no state for callback {key}: it starts afresh "
-                          "(resume with the same callbacks, in the same order).", stacklevel=3)  # fmt: skip
+                          "(resume with the same callbacks).", stacklevel=3)  # fmt: skip
 
 
 __all__ = ["ModelCheckpoint"]

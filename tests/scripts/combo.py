@@ -55,7 +55,7 @@ def _run(row: Row, path: Path, *, resume: bool, stop_after: int | None, seed: in
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     callbacks = [ModelCheckpoint(path, resume=resume, overwrite=not resume)]
     if row.lookahead:
-        callbacks.append(Lookahead(every=2))
+        callbacks.append(Lookahead(every=3))  # 8 steps an epoch: saved mid-cycle
     if row.early_stopping:  # no epoch improves by 1.0: stops after epoch 3
         callbacks.append(EarlyStopping("val_acc", patience=2, min_delta=1.0))
     if row.gradual:
