@@ -292,3 +292,30 @@ def test_web_upload_errors_name_the_upload(tmp_path):
     assert r.status_code == 413 and "'big.png' is 2000 x 2000" in r.json()["detail"]
     r = client.post("/predict", files={"file": ("page.jpg", b"<html>oops</html>", "image/jpeg")})
     assert r.status_code == 415 and "HTML page" in r.json()["detail"]
+
+
+def test_a_plain_pickle_is_named_as_such_without_torchs_own_warning(tmp_path):
+    import pickle
+
+    with open(tmp_path / "weights.pkl", "wb") as f:
+        pickle.dump({"w": np.ones(3)}, f)  # pickle.dump, protocol 4: not torch.save
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match=r"plain Python pickle.*torch\.save"):
+            safe_load(tmp_path / "weights.pkl")
+    assert not caught, [str(w.message) for w in caught]
+    torch.save({"w": torch.ones(3)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert torch.equal(safe_load(tmp_path / "legacy.pt")["w"], torch.ones(3))  # still read
+
+
+def test_messages_carry_no_terminal_colour_codes(tmp_path):
+    torch.save(SimpleCNN(), tmp_path / "whole.pt")  # torch's refusal text has bold codes
+    with pytest.raises(CheckpointError) as raised:
+        safe_load(tmp_path / "whole.pt")
+    assert "\x1b" not in str(raised.value) and "pickled Python objects" in str(raised.value)
+
+
+def test_an_empty_image_offers_the_skip_option_like_a_truncated_one(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(CorruptImageError, match=r"empty\.jpg is empty.*skip_corrupt=True"):
+        decode_image(tmp_path / "empty.jpg")

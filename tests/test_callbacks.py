@@ -159,4 +159,3 @@ def test_fits_default_optimizer_is_fused_on_cuda_only():
     model = SimpleCNN()
     assert default_optimizer(model, None, torch.device("cuda")).defaults["fused"] is True
     assert not default_optimizer(model, None, torch.device("cpu")).defaults["fused"]
-

@@ -215,3 +215,26 @@ def test_resuming_without_the_scheduler_state_breaks_one_cycle_but_not_step_lr()
         exact = _rates_after_resume(make, with_state=True)
         assert exact == pytest.approx(_rates_after_resume(make, with_state=True, stop=12))
         assert (_rates_after_resume(make, with_state=False) == pytest.approx(exact)) is same
+
+
+def test_stale_temporaries_are_judged_by_machine_then_by_process_or_age(tmp_path):
+    """On a shared disk, another machine's process ids mean nothing here: its leftovers
+    are removed only once they are old; this machine's, when their writer is gone."""
+    import os
+    import time
+
+    from cnnlab.checkpoints import STALE_AFTER_SECONDS, _host, remove_stale_temporaries
+
+    dead = 2**22 + 12345  # above any pid this machine hands out
+    mine_dead = tmp_path / f".last.pt.{_host()}.{dead}.abc.tmp"
+    mine_alive = tmp_path / f".last.pt.{_host()}.{os.getpid()}.abc.tmp"
+    theirs_fresh = tmp_path / f".last.pt.node-b.{os.getpid()}.abc.tmp"  # same pid, other host
+    theirs_old = tmp_path / f".last.pt.node-c.{dead}.abc.tmp"
+    old_style = tmp_path / f".last.pt.{dead}.abc.tmp"  # cnnlab before 0.2: pid only
+    for path in (mine_dead, mine_alive, theirs_fresh, theirs_old, old_style):
+        path.write_bytes(b"partial")
+    past = time.time() - STALE_AFTER_SECONDS - 60
+    os.utime(theirs_old, (past, past))
+    removed = set(remove_stale_temporaries(tmp_path, "last.pt"))
+    assert removed == {mine_dead, theirs_old, old_style}
+    assert mine_alive.exists() and theirs_fresh.exists()

@@ -189,3 +189,20 @@ def test_the_console_script_is_installed():
     assert script.exists(), "reinstall with pip install -e . to get the `cnnlab` command"
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "train" in out.stdout and "serve" in out.stdout and "classify" in out.stdout
+
+
+def test_a_corrupt_photo_met_by_a_loader_worker_is_one_line(switches, tmp_path, capsys,
+                                                            monkeypatch):  # fmt: skip
+    """The worker's own traceback is not flattened into the line: cnnlab's message is."""
+    import cnnlab.data.loaders as loaders
+
+    monkeypatch.setattr(loaders, "default_num_workers", lambda: 1)
+    photos = tmp_path / "photos"
+    _image_folder(photos / "train", per_class=3)
+    _image_folder(photos / "test", per_class=2)
+    (photos / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    assert main(["train", "--folder", str(photos), "--epochs", "1", "--batch-size", "2",
+                 "--size", "32", "--out", str(tmp_path / "m.pt")]) == 2  # fmt: skip
+    line = _error_line(capsys)
+    assert "broken.jpg" in line and "--skip-corrupt" in line
+    assert "worker" not in line and "Original Traceback" not in line and 'File "' not in line

@@ -247,3 +247,30 @@ def test_tensorboard_callback_writes_scalars_histograms_images_and_graph(tmp_pat
 
 def test_check_batch_accepts_numpy_labels():
     assert check_batch(GOOD_X, np.arange(8) % 10, num_classes=10).kinds == []
+
+
+def test_tensorboard_shows_photos_in_their_own_colours(tmp_path, monkeypatch):
+    """Photos normalised with ImageNet's statistics are un-normalised with them (read from
+    the loader's transform), not with CIFAR-10's: a red photo stays that red."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from cnnlab.data import IMAGENET_MEAN, IMAGENET_STD
+
+    class Photos(torch.utils.data.Dataset):
+        transform = T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return self.transform(Image.new("RGB", (32, 32), (200, 40, 40))), 0
+
+    loader = torch.utils.data.DataLoader(Photos(), batch_size=4)
+    shown = []
+    monkeypatch.setattr("torch.utils.tensorboard.SummaryWriter.add_images",
+                        lambda self, tag, images, *a, **k: shown.append(images))  # fmt: skip
+    board = TensorBoard(tmp_path / "run", next(iter(loader)), histograms=False)
+    fit(SimpleCNN(), loader, epochs=1, callbacks=[board], device="cpu", progress=False)
+    pixel = shown[0][0, :, 0, 0]
+    assert torch.allclose(pixel, torch.tensor([200, 40, 40]) / 255, atol=1e-3), pixel

@@ -118,3 +118,24 @@ def test_channels_last_models_and_layers_given_as_modules(region_net):
     assert torch.allclose(plain, last, atol=1e-5)
     with pytest.raises(ValueError, match="is not a module of this"):
         find_layer(region_net, nn.Conv2d(3, 3, 1))
+
+
+class LooksAtTheCorner(nn.Module):
+    """Class 0's score is the bottom-right pixel's value: only that pixel matters."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        corner = x[:, :, -1, -1].mean(1, keepdim=True) * self.scale
+        return torch.cat([corner, torch.zeros_like(corner)], 1)
+
+
+def test_occlusion_covers_the_right_and_bottom_borders():
+    """Notebook 09's window 6, stride 3 on 32 px: (32 - 6) % 3 != 0, so the windows that
+    start every 3 pixels stop at 29; the last row and column need a window of their own."""
+    images = torch.ones(1, 3, 32, 32)
+    heat = occlusion(LooksAtTheCorner(), images, target=0, window=6, stride=3)
+    assert heat[0, -1, -1] == 1.0  # the pixel that matters is found
+    assert heat[0, :20, :20].max() == 0.0  # and nothing far from it

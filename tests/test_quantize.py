@@ -51,3 +51,16 @@ def test_bad_calibration_and_mode_say_what_to_do(exported, tmp_path):
         quantize_onnx(path, tmp_path / "q.onnx", calibration, mode="int4")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="export one first"):
         quantize_onnx(tmp_path / "missing.onnx", tmp_path / "q.onnx", calibration)
+
+
+def test_agreement_is_measured_on_images_the_calibration_never_saw(exported):
+    from cnnlab.quantize import onnx_logits
+
+    path, calibration, test, _ = exported
+    report = quantize_onnx(path, path.with_suffix(".held.onnx"), calibration, eval_loader=test)
+    held_out = torch.cat([images for images, _ in test])[: len(calibration)]
+    before, after = onnx_logits(path, held_out), onnx_logits(report.path, held_out)
+    assert report.agreement == float((before.argmax(1) == after.argmax(1)).mean())
+    assert "of held-out images" in str(report)
+    alone = quantize_onnx(path, path.with_suffix(".cal.onnx"), calibration)
+    assert "of the calibration images" in str(alone)  # said, when there is nothing else

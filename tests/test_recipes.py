@@ -119,6 +119,18 @@ def test_alternating_flips_show_each_image_both_ways_in_two_epochs():
     assert torch.equal(flipped(first), ~flipped(second))
 
 
+def test_flip_tta_averages_each_image_with_its_left_right_mirror():
+    """A mirror image, not an upside-down one (the old test accepted either)."""
+    from cnnlab.engine import tta_logits
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)).eval()
+    x = torch.rand(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    mirrored = (net(x) + net(x.flip(-1))) / 2
+    upside_down = (net(x) + net(x.flip(-2))) / 2
+    got = tta_logits(net, x, flip=True)
+    assert torch.allclose(got, mirrored, atol=1e-6) and not torch.allclose(got, upside_down)
+
+
 def test_translation_tta_averages_shifted_views():
     from cnnlab.engine import tta_logits
 
@@ -211,3 +223,20 @@ def test_an_interrupted_fast_run_resumes_as_if_uninterrupted(tmp_path):
     assert resumed.val_acc == straight.val_acc
     for name, value in straight_model.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[name], value), name
+
+
+def test_the_whitening_images_come_from_every_class_of_a_folder_sorted_by_class(monkeypatch):
+    """An ImageFolder copy of CIFAR-10 lists its images class by class: the first 5,000
+    would be the first classes only. The recipe draws them at random, with its seed."""
+    import cnnlab.recipes as recipes
+    from cnnlab.data import DecodedImages, TensorLoader
+    from cnnlab.recipes import FastRecipe, make_fast_model
+
+    labels = torch.arange(10).repeat_interleave(1000)  # sorted, as ImageFolder lists them
+    images = (labels * 20).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 8, 8).contiguous()
+    loader = TensorLoader(DecodedImages(images, labels, [str(c) for c in range(10)]), 64)
+    seen = []
+    monkeypatch.setattr(recipes, "whiten_", lambda conv, x: seen.append(x))
+    make_fast_model(FastRecipe(widths=(8, 8, 8)), loader, 10)
+    classes = (seen[0][:, 0, 0, 0] * loader.std[0, 0, 0] + loader.mean[0, 0, 0]) * 255 / 20
+    assert len(seen[0]) == 5000 and classes.round().unique().numel() == 10

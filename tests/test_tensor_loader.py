@@ -185,3 +185,26 @@ def test_float_images_are_refused():
     data = DecodedImages(torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), ["a"])
     with pytest.raises(ValueError, match="expected uint8 images.*decode_images"):
         TensorLoader(data)
+
+
+@pytest.mark.parametrize("local_rank", [0, 1])
+def test_under_torchrun_one_process_per_machine_decodes_while_the_others_wait(
+    tmp_path, monkeypatch, local_rank
+):
+    """Local rank 0 decodes and writes the cache, then releases the others at a barrier;
+    the others wait at that barrier first, then read the cache rather than decode."""
+    import cnnlab.data.decoding as module
+    from cnnlab import distributed
+
+    folder = load_image_folder(make_folder(tmp_path / "pets"))
+    if local_rank:
+        decode_images(folder)  # (what local rank 0 wrote while this process waited)
+    events = []
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    monkeypatch.setattr(distributed, "local_rank", lambda: local_rank)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: events.append("barrier"))
+    real = module._decode_items
+    monkeypatch.setattr(module, "_decode_items",
+                        lambda *a: events.append("decode") or real(*a))  # fmt: skip
+    decode_images(folder)
+    assert events == (["decode", "barrier"] if local_rank == 0 else ["barrier"])

@@ -93,7 +93,9 @@ def test_ddp_is_wrapped_again_when_the_trainable_set_changes_and_compiled_after(
 
     monkeypatch.setattr(distributed, "is_distributed", lambda: True)
     monkeypatch.setattr(distributed, "is_main_process", lambda: True)
-    monkeypatch.setattr(distributed, "wrap", lambda model, device: wrapped.append(FakeDDP(model)) or wrapped[-1])
+    monkeypatch.setattr(
+        distributed, "wrap", lambda model, device: wrapped.append(FakeDDP(model)) or wrapped[-1]
+    )
     model = SmallResNet(width=4)
     model.stem.requires_grad_(False)
     replicas = Replicas(model, torch.device("cpu"), compile=True)
