@@ -203,6 +203,9 @@ def test_a_corrupt_photo_met_by_a_loader_worker_is_one_line(switches, tmp_path, 
     (photos / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
     assert main(["train", "--folder", str(photos), "--epochs", "1", "--batch-size", "2",
                  "--size", "32", "--out", str(tmp_path / "m.pt")]) == 2  # fmt: skip
-    line = _error_line(capsys)
+    err = capsys.readouterr().err  # (training's progress bars are on stderr too)
+    lines = [line for line in err.splitlines() if "cnnlab: error:" in line]
+    assert len(lines) == 1 and lines[0].startswith("cnnlab: error: "), err
+    line = lines[0]
     assert "broken.jpg" in line and "--skip-corrupt" in line
     assert "worker" not in line and "Original Traceback" not in line and 'File "' not in line

@@ -147,15 +147,16 @@ def test_a_wrong_precision_is_refused_before_training_starts(precision):
 
 def _fp16_run(epochs, checkpoint=None, resume=False, dtypes=None):
     seed_everything(0)
-    train = StandInCIFAR10(train=True, size=96, transform=cifar10_train_transform())
-    test = StandInCIFAR10(train=False, size=32, transform=cifar10_eval_transform())
+    # small: float16 convolutions on a CPU without float16 instructions are emulated (slow)
+    train = StandInCIFAR10(train=True, size=32, transform=cifar10_train_transform())
+    test = StandInCIFAR10(train=False, size=16, transform=cifar10_eval_transform())
     model = SimpleCNN()
     if dtypes is not None:
         model.features[0].register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     callbacks = [ModelCheckpoint(checkpoint, resume=resume)] if checkpoint else []
-    history = fit(model, make_loader(train, 32, shuffle=True, seed=3, num_workers=0),
-                  make_loader(test, 32, num_workers=0), epochs=epochs, optimizer=optimizer,
+    history = fit(model, make_loader(train, 16, shuffle=True, seed=3, num_workers=0),
+                  make_loader(test, 16, num_workers=0), epochs=epochs, optimizer=optimizer,
                   precision="fp16", device="cpu", progress=False, callbacks=callbacks)  # fmt: skip
     return history, model
 
