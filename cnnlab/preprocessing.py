@@ -113,8 +113,10 @@ class Preprocessing:
 
     @classmethod
     def from_weights(cls, weights) -> Preprocessing:
-        """The preprocessing a torchvision weights enum member was trained with (its
-        ``transforms()``: resize, crop, interpolation, mean and std).
+        """The evaluation preprocessing of a torchvision weights enum member (its
+        ``transforms()``: resize, centre crop, interpolation, mean and std). The weights
+        were *trained* on random resized crops of that size;
+        :meth:`train_transform` gives the matching training transform.
 
         Example:
             >>> from torchvision.models import Inception_V3_Weights

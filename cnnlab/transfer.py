@@ -78,18 +78,19 @@ class TransferModel:
     preprocessing: Preprocessing
 
 
-def make_head(in_features: int, num_classes: int, head: str = "linear", hidden: int = 256,
-              dropout: float = 0.2) -> nn.Module:  # fmt: skip
+def make_head(in_features: int, num_classes: int, head: str = "linear", hidden: int = 128,
+              dropout: float = 0.5) -> nn.Module:  # fmt: skip
     """A new classifier head: ``"linear"`` (one Linear layer) or ``"mlp"``
-    (Linear-ReLU-Dropout-Linear, as in the seed tutorial).
+    (Linear-ReLU-Dropout-Linear; the defaults are the seed tutorial's: 128 wide, dropout
+    0.5, 66,954 parameters on ResNet-18's 512 features for 10 classes).
 
     Example:
         >>> make_head(512, 5, "mlp")
         Sequential(
-          (0): Linear(in_features=512, out_features=256, bias=True)
+          (0): Linear(in_features=512, out_features=128, bias=True)
           (1): ReLU(inplace=True)
-          (2): Dropout(p=0.2, inplace=False)
-          (3): Linear(in_features=256, out_features=5, bias=True)
+          (2): Dropout(p=0.5, inplace=False)
+          (3): Linear(in_features=128, out_features=5, bias=True)
         )
     """
     if head == "linear":

@@ -74,6 +74,8 @@ def ddp_results(tmp_path_factory):
                            "--nproc_per_node=2", str(script), str(folder), str(spec)],
                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
+    resumes = sum(r.resume for r in rows)
+    assert done.stdout.count("resumed from") == resumes  # said once, by rank 0 alone
     return [json.loads((folder / f"results-rank{r}.json").read_text()) for r in (0, 1)]
 
 

@@ -1,7 +1,8 @@
 """Distributed data parallel on the CPU: `torchrun --standalone --nproc_per_node=2` with
 Gloo, over the offline stand-in. Every rank ends with the same weights, rank 0 alone
 writes the checkpoint, two processes with batch b train exactly like one with batch 2b
-over the same samples, a run resumes under torchrun, and `cnnlab train` runs there too."""
+over the same samples, and `cnnlab train` runs there too. Resuming under torchrun, with
+every callback and precision, is in test_combinations.py."""
 
 from __future__ import annotations
 
@@ -69,16 +70,6 @@ def test_two_processes_with_batch_b_train_like_one_with_batch_2b(runs):
     for name in ("train_loss", "val_loss"):
         assert h_ddp[name] == pytest.approx(h_single[name], abs=1e-4), name
     assert h_ddp["val_acc"] == h_single["val_acc"] and h_ddp["train_acc"] == h_single["train_acc"]
-
-
-def test_a_run_resumes_under_torchrun(runs, tmp_path):
-    ddp, _ = runs
-    _torchrun(SCRIPT, "--out", tmp_path, "--epochs", 1, "--batch", 32)
-    resumed = _torchrun(SCRIPT, "--out", tmp_path, "--epochs", 2, "--batch", 32, "--resume")
-    assert resumed.stdout.count("resumed from") == 1  # printed by rank 0 only
-    assert _history(tmp_path)["epoch"] == [1, 2]
-    a, b = _weights(tmp_path), _weights(ddp)
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 def test_cnnlab_train_under_torchrun_writes_one_model_that_evaluate_accepts(tmp_path):

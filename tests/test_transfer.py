@@ -143,3 +143,12 @@ def test_num_classes_none_keeps_the_imagenet_head(clean_env):
     with torch.device("meta"):
         tm = build_transfer_model("efficientnet_b0", num_classes=None, weights=None)
     assert tm.model.classifier[1].out_features == 1000
+
+
+def test_the_mlp_head_is_the_seed_tutorials():
+    """128 wide with dropout 0.5: 66,954 parameters on ResNet-18's 512 features, 10 classes
+    (notebook 03's exercise 1 calls it the seed tutorial's head)."""
+    from cnnlab.models import count_parameters
+
+    head = make_head(512, 10, "mlp")
+    assert count_parameters(head).total == 66_954 and head[2].p == 0.5
