@@ -32,14 +32,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CnnlabError
+from .errors import CnnlabError, plain_text
 from .settings import rng_state, set_rng_state
 
 FORMAT = "cnnlab-checkpoint-1"
 # torch.save's legacy (non-zip) files begin with this pickled magic number; other files
 # that begin with a pickle opcode were written by pickle.dump, not torch.save.
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STALE_AFTER_SECONDS = 3600  # another machine's temporary file older than this is abandoned
 
 
@@ -198,7 +197,7 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> obj
 
 def _first_line(error: BaseException) -> str:
     """The first line of an error's text, without terminal colour codes (torch adds some)."""
-    lines = _ANSI.sub("", str(error)).strip().splitlines()
+    lines = plain_text(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
 
 

@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import traceback
 
 from .images import MAX_PIXELS
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _line(error: object) -> str:
     """An error as one line, without terminal colour codes. An error re-raised from a
     DataLoader worker carries the worker's whole traceback: only the original message is
     kept (the traceback is what --debug is for)."""
-    text = _ANSI.sub("", str(error))
+    from .errors import plain_text
+
+    text = plain_text(error)
     if "Original Traceback (most recent call last):" in text and isinstance(error, BaseException):
         name = f"{type(error).__module__}.{type(error).__qualname__}: "
         start = text.rfind(name)

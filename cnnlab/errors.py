@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain_text(error: object) -> str:
+    """An error's text without terminal colour codes (torch puts some in its messages).
+
+    Example:
+        >>> plain_text(RuntimeError("\x1b[1mbold\x1b[0m words"))
+        'bold words'
+    """
+    return _ANSI.sub("", str(error))
+
 
 class CnnlabError(Exception):
     """Base class for every error cnnlab raises on purpose."""

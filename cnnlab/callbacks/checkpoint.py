@@ -122,7 +122,8 @@ class ModelCheckpoint(Callback):
                 self.best = value
                 if state.is_main_process:
                     atomic_save(model.state_dict(), self.best_path)
-        rngs = distributed.all_gather_object(rng_state())  # every process's own generators
+        # under torchrun, every process's own generators (alone, the file's "rng" is enough)
+        rngs = distributed.all_gather_object(rng_state()) if distributed.is_distributed() else None
         if not state.is_main_process:
             return
         extra = {"step": state.step, "callbacks": _states(state.callbacks),

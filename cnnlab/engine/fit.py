@@ -107,7 +107,9 @@ class Replicas:
     def module(self) -> nn.Module:
         """The module to train with now (wrapped again if the trainable set changed)."""
         trainable = _trainable(self.model)
-        if self.wrapped is not None and (trainable == self.trainable or not self._ddp()):
+        if self.wrapped is not None and (
+            trainable == self.trainable or not distributed.is_distributed()
+        ):
             return self.wrapped
         if self.wrapped is not None and distributed.is_main_process():
             print("the trainable parameters changed: wrapping the model in "
@@ -118,9 +120,6 @@ class Replicas:
             wrapped.compile()  # after the DDP wrap, as PyTorch advises
         self.wrapped = wrapped
         return wrapped
-
-    def _ddp(self) -> bool:
-        return distributed.is_distributed()
 
 
 def _finish(state: FitState, callbacks: Sequence[Callback]) -> History:
