@@ -4,8 +4,10 @@ Modules, one job each:
 
 - :mod:`cnnlab.settings` -- environment switches (smoke run, offline), device, seeding
 - :mod:`cnnlab.data` -- CIFAR-10 (real or stand-in), ImageFolder data, transforms, loaders
-- :mod:`cnnlab.models` -- SimpleCNN, a small ResNet, parameter summaries
+- :mod:`cnnlab.models` -- SimpleCNN, a small ResNet, FastNet; :mod:`cnnlab.summary` --
+  parameter and MAC counts, layer tables; :mod:`cnnlab.registry` -- every network by name
 - :mod:`cnnlab.engine` -- the training loop: ``train_one_epoch``, ``evaluate``, ``fit``
+- :mod:`cnnlab.callbacks` -- checkpoints, early stopping, TensorBoard, unfreezing, Lookahead
 - :mod:`cnnlab.metrics` -- predictions, confusion matrix, per-class accuracy
 - :mod:`cnnlab.plots` -- image grids, learning curves, confusion matrices, mistakes
 - :mod:`cnnlab.checks` -- input and label checks with messages that say what to do
