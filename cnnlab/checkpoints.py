@@ -73,16 +73,16 @@ def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
         >>> remove_stale_temporaries(pathlib.Path(tempfile.mkdtemp()), "last.pt")
         []
     """
-    removed = []
+    removed, here = [], _host()
     for tmp in folder.glob(f".{name}.*.tmp"):
         parts = tmp.name[len(name) + 2 :].split(".")
         if parts[0].isdigit():  # written by an older cnnlab: the process id alone
-            host, pid = _host(), parts[0]
+            host, pid = here, parts[0]
         elif len(parts) > 2 and parts[1].isdigit():
             host, pid = parts[0], parts[1]
         else:
             continue
-        if host == _host():
+        if host == here:
             stale = not _pid_alive(int(pid))
         else:
             stale = time.time() - tmp.stat().st_mtime > STALE_AFTER_SECONDS

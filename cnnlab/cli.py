@@ -21,6 +21,7 @@ import os
 import sys
 import traceback
 
+from .errors import CnnlabError, plain_text
 from .images import MAX_PIXELS
 
 
@@ -28,8 +29,6 @@ def _line(error: object) -> str:
     """An error as one line, without terminal colour codes. An error re-raised from a
     DataLoader worker carries the worker's whole traceback: only the original message is
     kept (the traceback is what --debug is for)."""
-    from .errors import plain_text
-
     text = plain_text(error)
     if "Original Traceback (most recent call last):" in text and isinstance(error, BaseException):
         name = f"{type(error).__module__}.{type(error).__qualname__}: "
@@ -244,8 +243,6 @@ def main(argv: list[str] | None = None) -> int:
         cnnlab: error: no-such-model.pt is no file, not a checkpoint: check the path ...
         2
     """
-    from .errors import CnnlabError
-
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

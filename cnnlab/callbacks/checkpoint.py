@@ -12,6 +12,7 @@ from .. import distributed
 from ..errors import ConfigurationError
 from ..history import History, is_better
 from ..models import unwrap
+from ..settings import rng_state
 from .base import Callback, FitState
 
 
@@ -113,7 +114,7 @@ class ModelCheckpoint(Callback):
         say(f"resumed from {self.path} after epoch {saved['epoch']} of {state.epochs}")
 
     def on_epoch_end(self, state: FitState) -> None:
-        from ..checkpoints import atomic_save, rng_state, save_checkpoint
+        from ..checkpoints import atomic_save, save_checkpoint
 
         model = unwrap(state.model)
         if self.monitor is not None:

@@ -21,7 +21,8 @@ class TensorBoard(Callback):
     epoch, the History's losses, accuracies, learning rate and seconds; a histogram of
     every weight (``histograms=True``); at the start (not again after a resume), a grid
     of ``sample_batch``'s images, un-normalised with ``mean`` and ``std`` (default: those
-    of the training loader's ``Normalize``), and the model graph. Only the main process writes, under torchrun.
+    of the training loader's ``Normalize``), and the model graph. Only the main process
+    writes, under torchrun.
 
     Open the logs in JupyterLab or Colab with ``%load_ext tensorboard`` then
     ``%tensorboard --logdir runs``; in a terminal with ``tensorboard --logdir runs``.

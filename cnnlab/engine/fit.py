@@ -102,7 +102,6 @@ class Replicas:
         self.model, self.device, self.compile = model, device, compile
         self.wrapped: nn.Module | None = None
         self.trainable: tuple[bool, ...] | None = None
-        self.wraps = 0  # how many times the model was wrapped (DDP) or compiled
 
     def module(self) -> nn.Module:
         """The module to train with now (wrapped again if the trainable set changed)."""
@@ -114,7 +113,7 @@ class Replicas:
         if self.wrapped is not None and distributed.is_main_process():
             print("the trainable parameters changed: wrapping the model in "
                   "DistributedDataParallel again so that every process averages them")  # fmt: skip
-        self.trainable, self.wraps = trainable, self.wraps + 1
+        self.trainable = trainable
         wrapped = distributed.wrap(self.model, self.device)
         if self.compile:
             wrapped.compile()  # after the DDP wrap, as PyTorch advises
