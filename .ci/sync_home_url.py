@@ -86,9 +86,15 @@ def sync(path: Path, owner_repo: str) -> bool:
     for cell in nb["cells"]:
         source = "".join(cell["source"])
         if cell["cell_type"] == "markdown":
-            # relative links do not resolve on Colab: the glossary opens on GitHub, and a
-            # link to a notebook gets an "on Colab" twin
-            new = re.sub(r"\]\((?:\./)?GLOSSARY\.md\)", f"]({glossary_url(owner_repo)})", source)
+            # relative links do not resolve on Colab: the glossary link gets an "on GitHub"
+            # twin and a link to a notebook an "on Colab" twin (the relative link is the one
+            # that works in JupyterLab, offline too)
+            new = re.sub(r" \(\[on GitHub\]\(https://github\.com/[\w.-]+/[\w.-]+/blob/main/"
+                         r"notebooks/GLOSSARY\.md\)\)", "", source)  # fmt: skip
+            new = re.sub(r"\]\((?:\./|https://github\.com/[\w.-]+/[\w.-]+/blob/main/notebooks/)?"
+                         r"GLOSSARY\.md\)", "](GLOSSARY.md)", new)  # fmt: skip
+            new = new.replace("](GLOSSARY.md)",
+                              f"](GLOSSARY.md) ([on GitHub]({glossary_url(owner_repo)}))")  # fmt: skip
             new = re.sub(
                 r"\]\((\d\d_[a-z0-9_]+\.ipynb)\)(?! \(\[on Colab\])",
                 lambda m: f"]({m.group(1)}) ([on Colab]({colab_url(owner_repo, m.group(1))}))",

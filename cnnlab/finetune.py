@@ -140,6 +140,7 @@ def format_results(results: Sequence[StrategyResult]) -> str:
     """
     lines = [f"{'strategy':<32} {'test acc':>9} {'seconds':>8} {'trained params':>15}"]
     for r in results:
-        trained = f"{r.trainable:,} ({r.trainable / r.total:.0%})"
+        share = r.trainable / r.total
+        trained = f"{r.trainable:,} ({'<1%' if 0 < share < 0.01 else f'{share:.0%}'})"
         lines.append(f"{r.description:<32} {r.accuracy:>9.1%} {r.seconds:>8.1f} {trained:>15}")
     return "\n".join(lines)

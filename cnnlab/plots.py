@@ -12,6 +12,7 @@ import numpy as np
 import seaborn as sns
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from . import settings
 from .data.transforms import CIFAR10_MEAN, CIFAR10_STD, denormalize
@@ -87,6 +88,22 @@ def show_images(
     return fig
 
 
+def accuracy_axis(ax, values: Sequence[float], span: float = 0.1) -> None:
+    """Show accuracies (fractions) as percentages over at least ``span`` (10 points), within
+    0-100%, so that close values do not get seven ticks that all read "11%".
+
+    Example:
+        >>> fig, ax = plt.subplots(); accuracy_axis(ax, [0.105, 0.108])
+        >>> [round(float(limit), 2) for limit in ax.get_ylim()]
+        [0.05, 0.16]
+    """
+    low, high = (float(min(values)), float(max(values))) if len(values) else (0.0, 1.0)
+    middle, half = (low + high) / 2, max(high - low, span) / 2 * 1.1
+    bottom = min(max(0.0, middle - half), 1.0 - 2 * half)
+    ax.set_ylim(max(0.0, bottom), min(1.0, max(0.0, bottom) + 2 * half))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+
+
 def plot_history(history: History, title: str | None = None) -> Figure:
     """Learning curves: loss and accuracy per epoch, training and validation.
 
@@ -105,8 +122,9 @@ def plot_history(history: History, title: str | None = None) -> Figure:
         ax_acc.plot(ep, history.val_acc, "s-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    ax_acc.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    accuracy_axis(ax_acc, [*history.train_acc, *(v for v in history.val_acc if v is not None)])
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -198,6 +216,11 @@ def show_misclassified(
     return smoke_stamp(show_images(xs, ys, class_names, predictions=ps, **kwargs))
 
 
+def _share(fraction: float) -> str:
+    """A share as a percentage that never reads "0%" for a few parameters out of many."""
+    return "<1%" if 0 < fraction < 0.01 else f"{fraction:.0%}"
+
+
 def plot_strategies(results: Sequence, title: str = "fine-tuning strategies") -> Figure:
     """Test accuracy against training time, one point per strategy; the point's area shows
     the share of parameters trained (``results``: :class:`cnnlab.finetune.StrategyResult`).
@@ -205,17 +228,24 @@ def plot_strategies(results: Sequence, title: str = "fine-tuning strategies") ->
     Example:
         >>> plot_strategies([run_strategy(s, ...) for s in STRATEGIES])  # doctest: +SKIP
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
+    fig, ax = plt.subplots(figsize=(7, 5.2))
+    for number, r in enumerate(results, start=1):
         share = r.trainable / r.total if r.total else 0.0
-        ax.scatter(r.seconds, r.accuracy, s=60 + 600 * share, alpha=0.6)
-        ax.annotate(f"{r.description}\n{share:.0%} of parameters trained",
-                    (r.seconds, r.accuracy), textcoords="offset points", xytext=(8, 4),
-                    fontsize=8)  # fmt: skip
+        ax.scatter(r.seconds, r.accuracy, s=60 + 600 * share, alpha=0.6,
+                   label=f"{number}  {r.description}: {_share(share)} of parameters trained")  # fmt: skip
+        ax.annotate(str(number), (r.seconds, r.accuracy), ha="center", va="center",
+                    fontsize=8, fontweight="bold")  # fmt: skip
     ax.set(xlabel="training time (s)", ylabel="test accuracy", title=title)
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    low, high = min(r.accuracy for r in results), max(r.accuracy for r in results)
+    pad = 0.12 * max(high - low, 0.02)  # room for the largest bubbles
+    accuracy_axis(ax, [low - pad, high + pad], span=0.02)
     ax.grid(alpha=0.3)
-    ax.margins(x=0.35, y=0.15)
+    ax.margins(x=0.15)
+    # The names go in a legend under the axes: labels beside the points overprint each
+    # other whenever two strategies take about as long and score about the same.
+    legend = ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), fontsize=8, frameon=False)
+    for handle in legend.legend_handles:
+        handle.set_sizes([40])
     fig.tight_layout()
     return smoke_stamp(fig)
 
@@ -230,11 +260,13 @@ def plot_explanations(
     alpha: float = 0.5,
     size: float = 1.8,
 ) -> Figure:
-    """Each image (a row) next to its maps (a column per method), drawn over the image in
-    the ``jet`` colour map: red where the method says the pixels mattered most.
+    """Each image (a row) next to its maps (a column per method), drawn in the ``jet``
+    colour map over a grey copy of the image (so that the image's own colours are not read
+    as the map's), with a colour bar: red where the method says the pixels mattered most.
 
     ``maps`` is ``{"Grad-CAM": tensor (N, H, W), ...}`` from :mod:`cnnlab.explain`;
-    ``titles`` label the rows (e.g. "cat (predicted dog)").
+    ``titles`` label the rows; the course writes them "predicted (true)", as
+    :func:`show_images` does.
 
     Example:
         >>> from cnnlab.explain import grad_cam, saliency
@@ -243,18 +275,24 @@ def plot_explanations(
     """
     pics = _to_display(images, mean, std)
     n, methods = len(pics), list(maps)
-    fig, axes = plt.subplots(n, len(methods) + 1, squeeze=False,
-                             figsize=((len(methods) + 1) * size, n * (size + 0.3)))  # fmt: skip
+    fig, axes = plt.subplots(n, len(methods) + 1, squeeze=False, layout="constrained",
+                             figsize=((len(methods) + 1) * size, n * (size + 0.3) + 0.9))  # fmt: skip
     for i in range(n):
         axes[i, 0].imshow(pics[i], cmap="gray" if pics[i].ndim == 2 else None)
         axes[i, 0].set_title(titles[i] if titles else "image", fontsize=8)
+        grey = pics[i] if pics[i].ndim == 2 else pics[i].mean(axis=-1)  # the map's colours only
         for j, name in enumerate(methods, start=1):
-            axes[i, j].imshow(pics[i], cmap="gray" if pics[i].ndim == 2 else None)
+            axes[i, j].imshow(grey, cmap="gray", vmin=0, vmax=1)
             axes[i, j].imshow(maps[name][i].detach().cpu().float().numpy(), cmap="jet",
                               alpha=alpha, vmin=0, vmax=1)  # fmt: skip
             if i == 0:
                 axes[i, j].set_title(name, fontsize=9)
         for ax in axes[i]:
             ax.axis("off")
-    fig.tight_layout()
+    scale = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1))
+    bar = fig.colorbar(scale, ax=axes[:, 1:], location="bottom", shrink=0.8, aspect=30)
+    bar.set_label("mattered: 0 least, 1 most (each map scaled on its own)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    if settings.fast_mode():  # room under the colour bar for the smoke stamp
+        fig.get_layout_engine().set(rect=(0, 0.03 / max(1, n / 4), 1, 1 - 0.03 / max(1, n / 4)))
     return smoke_stamp(fig)

@@ -32,7 +32,7 @@ from .data import DecodedImages, TensorLoader, decode_images, load_cifar10
 from .engine import History, evaluate, fit
 from .models import FastNet, whiten_
 from .schedules import warmup_linear_decay
-from .settings import get_device, keep_freed_memory, seed_everything
+from .settings import get_device, keep_freed_memory, plural, seed_everything
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class FastResult:
             for t, s in self.time_to.items()
         )
         return (
-            f"FastNet{self.recipe.widths}, {len(self.history)} epochs on {self.device}: "
+            f"FastNet{self.recipe.widths}, {plural(len(self.history), 'epoch')} on {self.device}: "
             f"test accuracy {self.test_accuracy:.2%} in {self.seconds:.0f} s "
             f"(+{self.decode_seconds:.0f} s decoding); {reached}"
         )

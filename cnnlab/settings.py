@@ -136,11 +136,14 @@ def choose(full, fast):
 
 
 def banner(message: str) -> None:
-    """Print a message in a box that nobody can miss (used for every fallback).
+    """Print a message in a box that nobody can miss (used for every fallback). Under
+    ``torchrun`` only rank 0 prints it: every process would say the same.
 
     Example:
         >>> banner("CNNLAB_OFFLINE=1: using generated stand-in data")  # doctest: +SKIP
     """
+    if os.environ.get("RANK", "0") != "0":  # torchrun's global rank; absent in one process
+        return
     lines = message.splitlines() or [""]
     width = max(len(line) for line in lines) + 4
     bar = "#" * width
@@ -291,6 +294,16 @@ def grad_scaler(
     if dtype != torch.float16:
         return None
     return torch.amp.GradScaler(torch.device(device).type)
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an "s" unless there is exactly one.
+
+    Example:
+        >>> plural(1, "epoch"), plural(8, "epoch")
+        ('1 epoch', '8 epochs')
+    """
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def smoke_note(text: str = "") -> str:

@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import torch
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,8 @@ def test_a_failed_install_shows_pips_messages_and_stops(monkeypatch, capsys):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_links_resolve_on_colab(path):
     """Colab opens a notebook alone: a relative link to the glossary or to another notebook
-    goes nowhere there. The glossary is linked on GitHub; a notebook link has a Colab twin."""
+    goes nowhere there. Each relative link (which JupyterLab opens, offline too) has a twin:
+    the glossary on GitHub, a notebook on Colab."""
     for cell in _cells(path):
         if cell["cell_type"] != "markdown":
             continue
@@ -111,6 +113,10 @@ def test_links_resolve_on_colab(path):
         for match in re.finditer(r"\]\(([^)\s]+)\)", text):
             target = match.group(1)
             if target.startswith(("http://", "https://", "#")):
+                continue
+            if target == "GLOSSARY.md":
+                twin = sync.glossary_url(sync.home())
+                assert text[match.end() :].startswith(f" ([on GitHub]({twin}))"), target
                 continue
             assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", target), f"relative link {target}"
             twin = sync.colab_url(sync.home(), target)
@@ -129,3 +135,48 @@ def test_dependency_ranges_accept_what_colab_has_loaded():
                 f"{line} would upgrade Colab's {name} {COLAB[name]} under the running kernel"
             )
     assert Requirement(f"python{project['requires-python']}").specifier.contains(COLAB_PYTHON)
+
+
+def test_notebook_06_keeps_checkpoints_on_drive_and_resumes_in_a_new_runtime(
+    tmp_path, monkeypatch, capsys
+):
+    """Notebook 06's Drive cell, run twice on a fake Colab: the first runtime mounts Drive
+    and trains with its checkpoint there; the second (a wiped local disk, a new namespace)
+    mounts again, finds the checkpoint and trains nothing more."""
+    from torch.utils.data import TensorDataset
+
+    from cnnlab.callbacks import LambdaCallback, ModelCheckpoint
+    from cnnlab.data import make_loader
+    from cnnlab.engine import fit
+    from cnnlab.models import SimpleCNN
+
+    source = next("".join(c["source"]) for c in _cells(NOTEBOOKS[6]) if "drive.mount" in "".join(c["source"]))  # fmt: skip
+    drive_root = tmp_path / "drive"  # stands for /content/drive, which the fake mounts
+    source = source.replace("/content/drive", str(drive_root))
+    mounted, epochs_trained = [], []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=lambda where: (mounted.append(where),
+                                                             Path(where, "MyDrive").mkdir(parents=True, exist_ok=True)))  # fmt: skip
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    data = TensorDataset(torch.rand(32, 3, 32, 32), torch.randint(0, 10, (32,)))
+
+    def train_run(checkpoint=None, resume=False):  # notebook 06's, smaller
+        torch.manual_seed(0)
+        counter = LambdaCallback(on_epoch_end=lambda state: epochs_trained.append(state.epoch))
+        return fit(SimpleCNN(), make_loader(data, 16, num_workers=0), epochs=2, device="cpu",
+                   progress=False, callbacks=[ModelCheckpoint(checkpoint, resume=resume), counter])  # fmt: skip
+
+    histories = []
+    for runtime in ("first", "second"):
+        local = tmp_path / runtime  # each runtime's own local disk
+        local.mkdir()
+        namespace = {"sys": sys, "Path": Path, "work": local, "train_run": train_run}
+        exec(compile(source, "<notebook 06, Drive cell>", "exec"), namespace)
+        histories.append(namespace["history"])
+    assert mounted == [str(drive_root)] * 2
+    assert (drive_root / "MyDrive" / "cnnlab-runs" / "06_simplecnn.pt").exists()
+    assert not [p for r in ("first", "second") for p in (tmp_path / r).iterdir()]  # nothing local
+    assert epochs_trained == [1, 2]  # the second runtime trained nothing
+    assert histories[1].train_loss == histories[0].train_loss
+    assert "already trained 2 of 2 epochs, nothing to resume" in capsys.readouterr().out

@@ -135,6 +135,6 @@ def test_restoring_lookaheads_slow_weights_matters(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Lookahead, "load_state_dict", lambda self, state: None)
     row = Row("fp32", lookahead=True, early_stopping=False, gradual=False, resizing=False,
-              resume=True, ddp=False)  # fmt: skip
+              resume=True, accumulate=False, ddp=False)  # fmt: skip
     result = run_row(row, tmp_path)
     assert result["resumed"]["weights"] != result["weights"]

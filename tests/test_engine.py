@@ -254,3 +254,89 @@ def test_each_named_schedule_gives_the_rates_notebook_02_describes():
     assert rates("step") == [0.05] * 6 + [0.005] * 3  # divided by 10 after two thirds
     cycle = rates("one-cycle")
     assert cycle[0] < 0.01 and max(cycle) == pytest.approx(0.05, rel=0.05) and cycle[-1] < 0.001
+
+
+def _linear_data(n):
+    torch.manual_seed(0)
+    return TensorDataset(torch.randn(n, 3, 4, 4), torch.randint(0, 3, (n,)))
+
+
+def _sgd_run(data, batch_size, accumulate, **fit_options):
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))  # no BatchNorm, no dropout
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    steps = []
+    from cnnlab.callbacks import LambdaCallback
+
+    fit(model, DataLoader(data, batch_size), epochs=1, optimizer=optimizer, device="cpu",
+        progress=False, accumulate=accumulate,
+        callbacks=[LambdaCallback(on_step_end=lambda s: steps.append(s.step))], **fit_options)  # fmt: skip
+    return model, steps
+
+
+def test_accumulating_k_batches_is_one_step_on_a_k_times_larger_batch():
+    data = _linear_data(64)
+    big, big_steps = _sgd_run(data, 32, accumulate=1)
+    small, small_steps = _sgd_run(data, 8, accumulate=4)
+    plain, _ = _sgd_run(data, 8, accumulate=1)
+    assert big_steps == small_steps == [1, 2]  # callbacks count optimizer steps
+    for a, b, c in zip(big.parameters(), small.parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+        assert not torch.allclose(a, c, atol=1e-4)  # without accumulation: 8 other steps
+
+
+def test_a_short_last_group_is_divided_by_its_own_size():
+    """40 images, batches of 8, groups of 4: the last group is one batch, whose gradient
+    must not be divided by 4 (as one step on a last batch of 8 would not be)."""
+    data = _linear_data(40)
+    small, steps = _sgd_run(data, 8, accumulate=4)
+    torch.manual_seed(1)
+    reference = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.5)
+    for x, y in [(data.tensors[0][:32], data.tensors[1][:32]), (data.tensors[0][32:], data.tensors[1][32:])]:  # fmt: skip
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(reference(x), y).backward()
+        optimizer.step()
+    assert steps == [1, 2]
+    for a, b in zip(small.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_accumulation_with_float16_and_a_per_step_schedule():
+    """The T4's path on the CPU: float16 autocast with a GradScaler, groups of 3 batches,
+    a one-cycle schedule sized in optimizer steps (it raises if stepped once too often)."""
+    data = _linear_data(80)  # 10 batches of 8: groups of 3, 3, 3, 1 -> 4 steps an epoch
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps_per_epoch = math.ceil(10 / 3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.1, total_steps=2 * steps_per_epoch)
+    history = fit(model, DataLoader(data, 8), epochs=2, optimizer=optimizer, scheduler=schedule,
+                  scheduler_interval="step", precision="fp16", device="cpu", progress=False,
+                  accumulate=3)  # fmt: skip
+    assert history.precision == ["float16", "float16"]
+    assert schedule.last_epoch == 2 * steps_per_epoch
+    assert all(math.isfinite(v) for v in history.train_loss)
+
+
+def test_a_loader_without_length_steps_on_its_last_group():
+    data = _linear_data(24)
+
+    class NoLength:
+        def __iter__(self):
+            return iter(DataLoader(data, 8))
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    steps = []
+    train_one_epoch(model, NoLength(), nn.CrossEntropyLoss(), optimizer, torch.device("cpu"),
+                    progress=False, accumulate=2, on_step=steps.append)  # fmt: skip
+    assert len(steps) == 2  # a group of 2, then the last batch alone
+    assert not torch.equal(before[0], next(model.parameters()))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_accumulate_must_be_a_whole_number_of_batches(tiny_loaders, bad):
+    train, _ = tiny_loaders
+    with pytest.raises(ConfigurationError, match="accumulate must be a whole number"):
+        fit(SimpleCNN(), train, epochs=1, device="cpu", progress=False, accumulate=bad)

@@ -229,3 +229,23 @@ def test_bgr_images_from_opencv_are_a_silent_bug_that_decode_image_avoids():
     from cnnlab.images import decode_image
 
     assert decode_image(buffer.getvalue()).getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_the_offline_flowers_standin_is_made_per_size_outside_the_notebooks(clean_env, tmp_path, capsys):
+    """Generated stand-in photos go to the temporary folder (not ./data beside the
+    notebooks), a folder per size: a smoke run's 2 photos per class are never reused by a
+    full run that asked for more."""
+    import tempfile
+
+    from cnnlab.data import load_flowers102
+
+    clean_env.setenv("CNNLAB_OFFLINE", "1")
+    clean_env.chdir(tmp_path)
+    small = load_flowers102(standin_per_class=2)
+    larger = load_flowers102(standin_per_class=3)
+    assert "GENERATED STAND-IN" in capsys.readouterr().out
+    assert small.parent == larger.parent and small.is_relative_to(tempfile.gettempdir())
+    assert not (tmp_path / "data").exists()
+    counts = [len(list((root / "train").rglob("*.jpg"))) for root in (small, larger)]
+    assert counts == [2 * 5, 3 * 5]
+    assert load_flowers102(tmp_path / "mine", standin_per_class=2).is_relative_to(tmp_path / "mine")

@@ -86,3 +86,16 @@ def test_seed_everything_repeats_every_generator():
     assert draw() == first
     settings.seed_everything(8)
     assert draw() != first
+
+
+@pytest.mark.parametrize(("rank", "shown"), [(None, True), ("0", True), ("1", False)])
+def test_under_torchrun_only_rank_0_prints_a_banner(monkeypatch, rank, shown):
+    """Notebook 10: two processes loading the stand-in printed its banner twice each."""
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        settings.banner("CNNLAB_OFFLINE=1: stand-in")
+    assert ("stand-in" in out.getvalue()) is shown

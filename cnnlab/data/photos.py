@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,8 +59,9 @@ def _layout(name: str, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _flower(name: str, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
-    """A flower-like picture: ``k`` petals around a centre on a leafy, noisy background.
-    The class is the number of petals; colours, size, position and angle are random."""
+    """A flower-like picture: ``k`` petals around a centre on a leafy, noisy background,
+    on a stem that grows downwards (so that a turned or flipped photo looks turned). The
+    class is the number of petals; colours, size, position and angle are random."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     leaves = np.stack([rng.uniform(20, 70) + 0 * xx, rng.uniform(80, 150) + 0 * xx,
                        rng.uniform(20, 70) + 0 * xx], -1)  # fmt: skip
@@ -72,6 +74,9 @@ def _flower(name: str, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
     cx, cy = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65)
     r = np.hypot(xx - cx, yy - cy) / size
     theta = np.arctan2(yy - cy, xx - cx) + rng.uniform(0, 2 * np.pi)
+    lean = rng.uniform(-0.35, 0.35)  # the stem: from the centre to the bottom edge
+    stem = (yy > cy) & (np.abs(xx - cx - lean * (yy - cy)) < max(2.0, 0.05 * min(w, h)))
+    leaves = np.where(stem[..., None], np.array([150.0, 195.0, 60.0]), leaves)
     petals = _PETALS[name]
     edge = 0.35 + 0.65 * np.abs(np.cos(theta * petals / 2)) ** rng.uniform(0.6, 1.4)
     petal_mask, centre_mask = r < edge, r < 0.22
@@ -227,22 +232,24 @@ def load_flowers102(root: str | Path | None = None, standin_per_class: int | Non
     Online: torchvision's ``Flowers102`` downloads the images (330 MB) and the label and
     split files once, and :func:`folder_from_labels` links each image into
     ``<split>/<class name>/``. With ``CNNLAB_OFFLINE=1``: a generated stand-in of five
-    flower-like classes (:func:`generate_photo_folder`), announced by a banner.
+    flower-like classes (:func:`generate_photo_folder`), announced by a banner, generated
+    in the system's temporary folder (not beside your notebooks: it is cheap to make again)
+    unless ``root`` is given, once for each number of photos per class.
 
     Example:
         >>> root = load_flowers102()  # doctest: +SKIP
         >>> sorted(p.name for p in root.iterdir())  # doctest: +SKIP
         ['test', 'train', 'valid']
     """
-    base = Path(root) if root is not None else settings.data_dir()
     if settings.offline_mode():
         settings.banner(
             f"{settings.OFFLINE_ENV}=1: Flowers-102 replaced by a GENERATED STAND-IN of five\n"
             "flower-like classes (told apart by their number of petals), photos of mixed\n"
             "sizes. Numbers you see are not Flowers-102 numbers. Unset it for the real data."
         )
-        out = base / "flowers-standin"
         per = standin_per_class or settings.choose(full=40, fast=8)
+        standins = Path(root) if root is not None else Path(tempfile.gettempdir()) / "cnnlab-standins"
+        out = standins / f"flowers-standin-{per}-per-class"
         if not (out / ".complete").exists():
             for split, count, seed in (("train", per, 0), ("valid", max(2, per // 4), 1),
                                        ("test", max(2, per // 4), 2)):  # fmt: skip
@@ -251,6 +258,7 @@ def load_flowers102(root: str | Path | None = None, standin_per_class: int | Non
         return out
     from torchvision.datasets import Flowers102
 
+    base = Path(root) if root is not None else settings.data_dir()
     out = base / "flowers102"
     if (out / ".complete").exists():
         return out

@@ -143,6 +143,7 @@ def fit(
     device: torch.device | str | None = None,
     precision: str = "fp32",
     grad_clip: float | None = None,
+    accumulate: int = 1,
     callbacks: Sequence[Callback] = (),
     channels_last: bool = False,
     compile: bool = False,
@@ -176,6 +177,12 @@ def fit(
             state :class:`~cnnlab.callbacks.ModelCheckpoint` saves. ``History.precision``
             records the dtype each epoch ran in.
         grad_clip: clip the gradient norm to this value.
+        accumulate: gradient accumulation: step the optimizer once every ``accumulate``
+            batches, on their gradients added up (each loss divided by the group's size),
+            to train with an effective batch that does not fit in memory. A per-step
+            scheduler and ``on_step_end`` callbacks count optimizer steps, so size a
+            one-cycle schedule with ``math.ceil(len(train_loader) / accumulate)`` steps
+            per epoch. BatchNorm still sees the small batches.
         callbacks: :mod:`cnnlab.callbacks` objects, called in the documented order:
             ``ModelCheckpoint`` (atomic saves, exact resume), ``EarlyStopping``,
             ``TensorBoard``, ``GradualUnfreezing``, ``ProgressiveResizing``, your own.
@@ -205,7 +212,7 @@ def fit(
                       loss_fn=loss_fn, label_smoothing=label_smoothing, scheduler=scheduler,
                       scheduler_interval=scheduler_interval, scheduler_monitor=scheduler_monitor,
                       grad_clip=grad_clip, tta_flip=tta_flip, callbacks=callbacks,
-                      tta_translate=tta_translate)  # fmt: skip
+                      tta_translate=tta_translate, accumulate=accumulate)  # fmt: skip
 
     model.to(device)
     distributed.broadcast_weights(model)  # every process starts from rank 0's weights
@@ -252,6 +259,7 @@ def fit(
                 scheduler=per_step, amp_dtype=dtype, scaler=state.scaler,
                 grad_clip=grad_clip, progress=show, desc=f"epoch {epoch}",
                 frozen_bn_eval=frozen_bn_eval, channels_last=channels_last, on_step=on_step,
+                accumulate=accumulate,
             )  # fmt: skip
             val = None
             if val_loader is not None:

@@ -15,6 +15,7 @@ set, for a :class:`~cnnlab.data.TensorLoader`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 
@@ -86,6 +87,37 @@ def _result(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, what: str)
     return EpochResult(loss / count, right / count, int(count))
 
 
+def _group_size(step: int, accumulate: int, total: int | None) -> int:
+    """How many batches the group of batch ``step`` holds (fewer for a last, short group)."""
+    if total is None:
+        return accumulate
+    start = step - step % accumulate
+    return min(accumulate, total - start)
+
+
+def _no_sync(model: nn.Module, skip: bool):
+    """DDP's ``no_sync()`` for a batch whose gradients are only added up (no averaging
+    across processes until the group's last batch); nothing otherwise."""
+    if skip and hasattr(model, "no_sync"):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
+def _optimizer_step(model: nn.Module, optimizer, scaler, grad_clip: float | None) -> None:
+    """Clip (on unscaled gradients) and step; a float16 scaler skips a step whose
+    gradients overflowed."""
+    if scaler is not None:
+        if grad_clip is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        return
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
@@ -102,17 +134,25 @@ def train_one_epoch(
     frozen_bn_eval: bool = True,
     channels_last: bool = False,
     on_step: Callable[[torch.Tensor], None] | None = None,
+    accumulate: int = 1,
 ) -> EpochResult:
     """Train ``model`` for one pass over ``loader`` and return mean loss and accuracy.
 
     The five steps of every iteration: forward, loss, ``zero_grad``, backward, step.
+    With ``accumulate=k`` (gradient accumulation), the optimizer steps once every ``k``
+    batches, on the gradients of all ``k`` added up, each loss divided by the number of
+    batches in its group: the gradient of one batch ``k`` times larger, except that
+    BatchNorm still normalises each small batch on its own. A last group with fewer
+    batches is divided by its own size. Under DDP, only the last batch of a group
+    averages gradients across processes (``no_sync`` for the others).
     ``scheduler``, when given, is stepped after every batch (one-cycle, warm-up).
     ``amp_dtype`` (from :func:`cnnlab.settings.autocast_dtype`) turns on mixed precision;
     float16 needs a ``scaler`` (:func:`cnnlab.settings.grad_scaler`). With
     ``frozen_bn_eval`` (the default), BatchNorm layers whose parameters are all frozen stay
     in eval mode, keeping their running statistics. ``channels_last`` hands batches to the
     model in NHWC memory order. ``on_step(loss)`` runs after every optimizer step with the
-    batch's loss, still on the device.
+    loss of the group's last batch, still on the device; ``scheduler`` is stepped at
+    optimizer steps too.
 
     Example:
         >>> result = train_one_epoch(model, train_loader, nn.CrossEntropyLoss(),
@@ -129,35 +169,39 @@ def train_one_epoch(
     bar = progress_bar(loader, desc=desc, leave=False, disable=not progress)
     refresh = _Refresh(progress)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
+    total = len(loader) if hasattr(loader, "__len__") else None
+    last = True
     for step, (x, y) in enumerate(bar):
         x = _inputs(x, loader, device, memory_format, f"training batch {step}")
-        with _autocast(device, amp_dtype):
-            logits = model(x)
-            y = _labels(y, logits.shape[-1], loader, device)
-            loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)  # skips the step if a gradient overflowed
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        first, group = step % accumulate == 0, _group_size(step, accumulate, total)
+        last = (step + 1) % accumulate == 0 or (total is not None and step + 1 == total)
+        if first:
+            optimizer.zero_grad(set_to_none=True)
+        with _no_sync(model, skip=not last):
+            with _autocast(device, amp_dtype):
+                logits = model(x)
+                y = _labels(y, logits.shape[-1], loader, device)
+                loss = loss_fn(logits, y)
+            scaled = loss / group if group > 1 else loss
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        if last:
+            _optimizer_step(model, optimizer, scaler, grad_clip)
+            if scheduler is not None:
+                scheduler.step()
         n = y.shape[0]
         seen += n
         loss_sum += loss.detach().float() * n
         correct += (logits.detach().argmax(dim=-1) == y).sum()
-        if on_step is not None:
+        if last and on_step is not None:
             on_step(loss.detach())
         if refresh.due():
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+    if seen and not last:  # a loader without len() ended inside a group
+        _optimizer_step(model, optimizer, scaler, grad_clip)
+        if scheduler is not None:
+            scheduler.step()
+        if on_step is not None:
+            on_step(loss.detach())
     return _result(loss_sum, correct, seen, "training")
 
 

@@ -57,6 +57,7 @@ def check_fit_options(
     tta_flip: bool,
     callbacks: Sequence[Callback],
     tta_translate: int = 0,
+    accumulate: int = 1,
 ) -> list[str]:
     """Check ``fit``'s options against each other before any batch is drawn; returns the
     metrics the run will measure. Each refusal names the fix.
@@ -124,6 +125,9 @@ def check_fit_options(
     if (tta_flip or tta_translate) and val_loader is None:
         raise ConfigurationError("tta_flip and tta_translate apply to validation: pass "
                                  "val_loader too.")  # fmt: skip
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ConfigurationError(f"accumulate must be a whole number >= 1 (batches per "
+                                 f"optimizer step), got {accumulate!r}")  # fmt: skip
     if grad_clip is not None and not grad_clip > 0:
         raise ConfigurationError(f"grad_clip must be a positive number, got {grad_clip!r}")
     for callback in callbacks:

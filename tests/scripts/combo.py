@@ -35,6 +35,7 @@ class Row:
     gradual: bool
     resizing: bool
     resume: bool  # interrupted after epoch 2, then resumed in a "new session"
+    accumulate: bool  # gradient accumulation: an optimizer step every 2 batches
     ddp: bool  # two processes under torchrun (gloo)
 
     def name(self) -> str:
@@ -55,7 +56,7 @@ def _run(row: Row, path: Path, *, resume: bool, stop_after: int | None, seed: in
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     callbacks = [ModelCheckpoint(path, resume=resume, overwrite=not resume)]
     if row.lookahead:
-        callbacks.append(Lookahead(every=3))  # 8 steps an epoch: saved mid-cycle
+        callbacks.append(Lookahead(every=3))  # 8 (4 accumulating) steps an epoch: mid-cycle
     if row.early_stopping:  # no epoch improves by 1.0: stops after epoch 3
         callbacks.append(EarlyStopping("val_acc", patience=2, min_delta=1.0))
     if row.gradual:
@@ -71,7 +72,8 @@ def _run(row: Row, path: Path, *, resume: bool, stop_after: int | None, seed: in
     stopper.order = 200  # after ModelCheckpoint (100) has saved the epoch
     callbacks.append(stopper)
     history = fit(model, train, val, epochs=EPOCHS, optimizer=optimizer, device="cpu",
-                  precision=row.precision, progress=False, callbacks=callbacks)  # fmt: skip
+                  precision=row.precision, progress=False, callbacks=callbacks,
+                  accumulate=2 if row.accumulate else 1)  # fmt: skip
     after = torch.rand(3)  # this process's generator after training (restored per process)
     return history, model, val, after
 
