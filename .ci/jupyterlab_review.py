@@ -126,7 +126,9 @@ def review(notebook: Path, page, base: str, out: Path, timeout_s: float) -> str:
     broken = page.get_by_text("Error displaying widget").count()
     lines.append(f"widgets rendered: {widgets}, widget errors: {broken}")
     pictures = []
-    outputs = page.locator(".jp-OutputArea-output:has(img), .jp-OutputArea-output:has(.jupyter-widgets)")
+    outputs = page.locator(
+        ".jp-OutputArea-output:has(img), .jp-OutputArea-output:has(.jupyter-widgets)"
+    )
     for k, item in enumerate(outputs.all()):
         item.scroll_into_view_if_needed()
         path = out / f"figure-{k:02d}.png"
@@ -157,8 +159,16 @@ def main() -> int:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for notebook in sorted(workdir.glob("*.ipynb")):
-                print(review(notebook, page, base, out / notebook.name[:2],
-                             float(os.environ.get("REVIEW_TIMEOUT", "1800"))), flush=True)
+                print(
+                    review(
+                        notebook,
+                        page,
+                        base,
+                        out / notebook.name[:2],
+                        float(os.environ.get("REVIEW_TIMEOUT", "1800")),
+                    ),
+                    flush=True,
+                )
                 _shut_down_kernels(base)  # one notebook's memory at a time
             browser.close()
     finally:

@@ -23,7 +23,9 @@ def _entry(name: str, fname: str = "/fonts/x.otf"):
 
 
 def test_an_installed_cjk_font_becomes_matplotlibs_first_choice(monkeypatch, fresh_rc):
-    monkeypatch.setattr(font_manager.fontManager, "ttflist", [_entry("DejaVu Sans"), _entry("PingFang TC")])
+    monkeypatch.setattr(
+        font_manager.fontManager, "ttflist", [_entry("DejaVu Sans"), _entry("PingFang TC")]
+    )
     assert fonts.use_cjk_font() == "PingFang TC"
     assert plt.rcParams["font.sans-serif"][0] == "PingFang TC"
     assert plt.rcParams["axes.unicode_minus"] is False

@@ -152,7 +152,7 @@ def test_terms_in_bold_are_in_the_glossary():
 def test_each_lesson_ends_with_a_link_to_the_next_one():
     """Notebook 03's "Next: 04" was plain text: a reader had to find the file by hand."""
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    for path, following in zip(paths, paths[1:]):
+    for path, following in zip(paths, paths[1:], strict=False):
         last = source([c for c in cells(path) if c["cell_type"] == "markdown"][-1])
         assert f"**Next:** [{following.name[:2]} · " in last, path.name
         assert f"]({following.name})" in last, f"{path.name}: no link to {following.name}"

@@ -231,7 +231,9 @@ def test_bgr_images_from_opencv_are_a_silent_bug_that_decode_image_avoids():
     assert decode_image(buffer.getvalue()).getpixel((0, 0)) == (255, 0, 0)
 
 
-def test_the_offline_flowers_standin_is_made_per_size_outside_the_notebooks(clean_env, tmp_path, capsys):
+def test_the_offline_flowers_standin_is_made_per_size_outside_the_notebooks(
+    clean_env, tmp_path, capsys
+):
     """Generated stand-in photos go to the temporary folder (not ./data beside the
     notebooks), a folder per size: a smoke run's 2 photos per class are never reused by a
     full run that asked for more."""

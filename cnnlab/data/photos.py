@@ -248,7 +248,9 @@ def load_flowers102(root: str | Path | None = None, standin_per_class: int | Non
             "sizes. Numbers you see are not Flowers-102 numbers. Unset it for the real data."
         )
         per = standin_per_class or settings.choose(full=40, fast=8)
-        standins = Path(root) if root is not None else Path(tempfile.gettempdir()) / "cnnlab-standins"
+        standins = (
+            Path(root) if root is not None else Path(tempfile.gettempdir()) / "cnnlab-standins"
+        )
         out = standins / f"flowers-standin-{per}-per-class"
         if not (out / ".complete").exists():
             for split, count, seed in (("train", per, 0), ("valid", max(2, per // 4), 1),
