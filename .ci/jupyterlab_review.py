@@ -4,7 +4,7 @@ every error. Not part of CI; a review aid (issue 22: "every notebook run in Jupy
 a browser").
 
     pip install playwright            # uses Debian's chromium: apt-get install chromium
-    CNNLAB_FAST=1 CNNLAB_OFFLINE=1 python .ci/jupyterlab_review.py OUT 01 02 ...
+    CNNLAB_FAST=1 CNNLAB_OFFLINE=1 python .ci/jupyterlab_review.py OUT 01 02 ... [other.ipynb]
 
 For each notebook it writes OUT/NN/figure-K.png (each output with an image or a widget),
 OUT/NN/sheet.png (all of them on one contact sheet) and OUT/NN/report.txt (stderr
@@ -97,11 +97,14 @@ def _sheet(pictures: list[Path], out: Path, width: int = 1400) -> None:
 def review(notebook: Path, page, base: str, out: Path, timeout_s: float) -> str:
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    page.goto(f"{base}/lab/tree/{notebook.name}")
+    page.goto(f"{base}/lab/tree/{notebook.name}?reset")  # this notebook alone
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)  # kernel ready
     time.sleep(3)
-    page.locator(".jp-Notebook").click()  # focus the notebook, then Run > Run All Cells
+    news = page.get_by_role("button", name="No", exact=True)  # "notified about Jupyter news?"
+    if news.count():
+        news.first.click()
+    page.locator(".jp-Notebook >> visible=true").click()  # focus the notebook, then Run > Run All Cells
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     try:
@@ -109,11 +112,15 @@ def review(notebook: Path, page, base: str, out: Path, timeout_s: float) -> str:
     except Exception:
         page.screenshot(path=str(out / "stuck.png"))
         raise
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:  # done when no cell waits or runs ("[*]")
-        busy = page.locator(".jp-InputPrompt:has-text('[*]')").count()
-        if busy == 0:
-            break
+    end, idle_since = time.monotonic() + timeout_s, None
+    idle = page.get_by_text("Python 3 (ipykernel) | Idle")
+    while time.monotonic() < end:  # done when the kernel has been idle for 5 s
+        if idle.count() and page.locator(".jp-InputPrompt:has-text('[*]')").count() == 0:
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > 5:
+                break
+        else:
+            idle_since = None
         time.sleep(1)
     seconds = time.monotonic() - start
     page.screenshot(path=str(out / "page.png"))
@@ -122,6 +129,9 @@ def review(notebook: Path, page, base: str, out: Path, timeout_s: float) -> str:
                            ("error", ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")):  # fmt: skip
         for item in page.locator(selector).all():
             lines.append(f"--- {kind}:\n{item.inner_text()[:1500]}")
+    prompts = [p.inner_text().strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all()]
+    not_run = sum(1 for p in prompts if p in ("[ ]:", ""))
+    lines.append(f"code cells: {len(prompts)}, not run: {not_run}")
     widgets = page.locator(".jp-OutputArea-output .jupyter-widgets").count()
     broken = page.get_by_text("Error displaying widget").count()
     lines.append(f"widgets rendered: {widgets}, widget errors: {broken}")
@@ -136,6 +146,8 @@ def review(notebook: Path, page, base: str, out: Path, timeout_s: float) -> str:
         pictures.append(path)
     _sheet(pictures, out / "sheet.png")
     lines.append(f"figures and widgets captured: {len(pictures)}")
+    texts = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']")
+    (out / "stdout.txt").write_text("\n----\n".join(t.inner_text() for t in texts.all()))
     report = "\n".join(lines)
     (out / "report.txt").write_text(report)
     return report
@@ -147,6 +159,9 @@ def main() -> int:
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         if not wanted or path.name[:2] in wanted:
             shutil.copy(path, workdir / path.name)
+    for extra in wanted:  # a notebook of your own, by path
+        if extra.endswith(".ipynb"):
+            shutil.copy(extra, workdir / Path(extra).name)
     for extra in ("models", "data"):
         if (ROOT / "notebooks" / extra).exists():
             os.symlink(ROOT / "notebooks" / extra, workdir / extra)

@@ -55,7 +55,7 @@ def test_code_cells_are_short(path):
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
 def test_every_exercise_has_a_solution(path):
     text = "\n".join(source(c) for c in cells(path))
-    exercises = len(re.findall(r"^### Exercise \d", text, flags=re.M))
+    exercises = len(re.findall(r"^### (?:Exercise|Check) \d", text, flags=re.M))
     assert exercises >= 2 and len(solutions(path)) == exercises
 
 
