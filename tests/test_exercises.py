@@ -28,65 +28,261 @@ from cnnlab.models import SimpleCNN
 # (exercise, answer source defining `answer`, words the diagnosis must contain); two or
 # more per exercise, each a mistake learners make.
 WRONG = [
-    ("01.1", "answer = {'a': (8, 16, 32, 32), 'b': (8, 16, 16, 16), 'c': (8, 32, 8, 8)}", "without padding"),
-    ("01.1", "answer = {'a': (8, 16, 28, 28), 'b': (8, 16, 14, 14), 'c': (8, 32, 6, 6)}", "left out the padding"),
-    ("01.1", "answer = {'a': (8, 28, 28, 16), 'b': (8, 14, 14, 16), 'c': (8, 7, 7, 32)}", "channels-last"),
-    ("01.2", "answer = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(8), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))", "still sized for 32-pixel"),
-    ("01.2", "class N(nn.Module):\n def __init__(s):\n  super().__init__(); s.c = nn.Conv2d(3, 8, 3, padding=1); s.l = nn.Linear(8 * 8 * 8, 10)\n def forward(s, x):\n  return s.l(F.max_pool2d(s.c(x), 4).view(-1, 8 * 8 * 8))\nanswer = N()", "rows came out"),
-    ("02.1", "def answer(model, loader):\n    right = seen = 0\n    with torch.no_grad():\n        for x, y in loader:\n            right += (model(x).argmax(1) == y).sum().item(); seen += len(y)\n    return right / seen", "model.eval()"),
-    ("02.1", "def answer(model, loader):\n    model.eval(); accs = []\n    with torch.no_grad():\n        for x, y in loader:\n            accs.append((model(x).argmax(1) == y).float().mean().item())\n    return sum(accs) / len(accs)", "mean of the batch accuracies"),
-    ("02.1", "def answer(model, loader):\n    model.eval(); right = seen = 0\n    with torch.no_grad():\n        for x, y in loader:\n            right += (model(x).argmax(1) == y).sum().item(); seen += len(y)\n    return 100 * right / seen", "percentage"),
-    ("02.1", "def answer(model, loader):\n    model.eval(); right = seen = 0\n    for x, y in loader:\n        right += (model(x).argmax(1) == y).sum().item(); seen += len(y)\n    return right / seen", "torch.no_grad()"),
+    (
+        "01.1",
+        "answer = {'a': (8, 16, 32, 32), 'b': (8, 16, 16, 16), 'c': (8, 32, 8, 8)}",
+        "without padding",
+    ),
+    (
+        "01.1",
+        "answer = {'a': (8, 16, 28, 28), 'b': (8, 16, 14, 14), 'c': (8, 32, 6, 6)}",
+        "left out the padding",
+    ),
+    (
+        "01.1",
+        "answer = {'a': (8, 28, 28, 16), 'b': (8, 14, 14, 16), 'c': (8, 7, 7, 32)}",
+        "channels-last",
+    ),
+    (
+        "01.2",
+        "answer = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(8), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))",
+        "still sized for 32-pixel",
+    ),
+    (
+        "01.2",
+        "class N(nn.Module):\n def __init__(s):\n  super().__init__(); s.c = nn.Conv2d(3, 8, 3, padding=1); s.l = nn.Linear(8 * 8 * 8, 10)\n def forward(s, x):\n  return s.l(F.max_pool2d(s.c(x), 4).view(-1, 8 * 8 * 8))\nanswer = N()",
+        "rows came out",
+    ),
+    (
+        "02.1",
+        "def answer(model, loader):\n    right = seen = 0\n    with torch.no_grad():\n        for x, y in loader:\n            right += (model(x).argmax(1) == y).sum().item(); seen += len(y)\n    return right / seen",
+        "model.eval()",
+    ),
+    (
+        "02.1",
+        "def answer(model, loader):\n    model.eval(); accs = []\n    with torch.no_grad():\n        for x, y in loader:\n            accs.append((model(x).argmax(1) == y).float().mean().item())\n    return sum(accs) / len(accs)",
+        "mean of the batch accuracies",
+    ),
+    (
+        "02.1",
+        "def answer(model, loader):\n    model.eval(); right = seen = 0\n    with torch.no_grad():\n        for x, y in loader:\n            right += (model(x).argmax(1) == y).sum().item(); seen += len(y)\n    return 100 * right / seen",
+        "percentage",
+    ),
+    (
+        "02.1",
+        "def answer(model, loader):\n    model.eval(); right = seen = 0\n    for x, y in loader:\n        right += (model(x).argmax(1) == y).sum().item(); seen += len(y)\n    return right / seen",
+        "torch.no_grad()",
+    ),
     ("02.2", "answer = SimpleCNN()", "no nn.BatchNorm2d"),
-    ("02.2", "answer = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))", "num_features must equal"),
-    ("02.2", "answer = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm1d(8), nn.Flatten(), nn.LazyLinear(10))", "BatchNorm1d is for flat"),
-    ("03.1", "from torchvision.models import resnet18\nanswer = resnet18(); answer.fc = nn.Linear(512, 5)", "backbone still trains"),
-    ("03.1", "from torchvision.models import resnet18\nanswer = resnet18(); answer.fc = nn.Linear(512, 5); answer.requires_grad_(False)", "head is frozen too"),
-    ("03.1", "from torchvision.models import resnet18\nanswer = resnet18(); answer.requires_grad_(False); answer.fc = nn.Linear(2048, 5)", "ResNet-50"),
-    ("03.2", "answer = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])", "add transforms.Normalize"),
-    ("03.2", "answer = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])", "squashes"),
-    ("03.2", "answer = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))])", "CIFAR-10's mean"),
-    ("03.2", "answer = transforms.Compose([transforms.Resize(256), transforms.ToTensor()])", "not square"),
-    ("04.1", "def answer(model):\n    model.train()", "frozen BatchNorm layers are in training mode"),
+    (
+        "02.2",
+        "answer = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))",
+        "num_features must equal",
+    ),
+    (
+        "02.2",
+        "answer = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm1d(8), nn.Flatten(), nn.LazyLinear(10))",
+        "BatchNorm1d is for flat",
+    ),
+    (
+        "03.1",
+        "from torchvision.models import resnet18\nanswer = resnet18(); answer.fc = nn.Linear(512, 5)",
+        "backbone still trains",
+    ),
+    (
+        "03.1",
+        "from torchvision.models import resnet18\nanswer = resnet18(); answer.fc = nn.Linear(512, 5); answer.requires_grad_(False)",
+        "head is frozen too",
+    ),
+    (
+        "03.1",
+        "from torchvision.models import resnet18\nanswer = resnet18(); answer.requires_grad_(False); answer.fc = nn.Linear(2048, 5)",
+        "ResNet-50",
+    ),
+    (
+        "03.2",
+        "answer = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])",
+        "add transforms.Normalize",
+    ),
+    (
+        "03.2",
+        "answer = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])",
+        "squashes",
+    ),
+    (
+        "03.2",
+        "answer = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))])",
+        "CIFAR-10's mean",
+    ),
+    (
+        "03.2",
+        "answer = transforms.Compose([transforms.Resize(256), transforms.ToTensor()])",
+        "not square",
+    ),
+    (
+        "04.1",
+        "def answer(model):\n    model.train()",
+        "frozen BatchNorm layers are in training mode",
+    ),
     ("04.1", "def answer(model):\n    model.eval()", "eval mode too"),
-    ("04.1", "def answer(model):\n    model.train()\n    for m in model.modules():\n        if isinstance(m, nn.BatchNorm2d): m.eval()", "also those in layers that train"),
-    ("04.2", "def answer(model):\n    return torch.optim.Adam(model.parameters(), lr=1e-3)", "frozen parameters"),
-    ("04.2", "def answer(model):\n    return torch.optim.Adam([{'params': model.fc.parameters(), 'lr': 1e-5}, {'params': model.layer4.parameters(), 'lr': 1e-4}, {'params': model.layer3.parameters(), 'lr': 1e-3}])", "wrong way"),
-    ("04.2", "def answer(model):\n    return torch.optim.Adam([{'params': model.fc.parameters(), 'lr': 1e-3}, {'params': model.layer4.parameters(), 'lr': 1e-4}])", "layer3 is not in the optimizer"),
-    ("05.1", "def answer(model, opt, x, y):\n    loss = F.cross_entropy(model(x), y); loss.backward(); opt.step(); return loss.item()", "zero_grad"),
-    ("05.1", "def answer(model, opt, x, y):\n    loss = F.cross_entropy(model(x).softmax(1), y); opt.zero_grad(); loss.backward(); opt.step(); return loss.item()", "softmax before cross_entropy"),
-    ("05.1", "def answer(model, opt, x, y):\n    loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); return loss.item()", "optimizer.step()"),
-    ("05.1", "def answer(model, opt, x, y):\n    loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step(); return loss", "loss.item()"),
+    (
+        "04.1",
+        "def answer(model):\n    model.train()\n    for m in model.modules():\n        if isinstance(m, nn.BatchNorm2d): m.eval()",
+        "also those in layers that train",
+    ),
+    (
+        "04.2",
+        "def answer(model):\n    return torch.optim.Adam(model.parameters(), lr=1e-3)",
+        "frozen parameters",
+    ),
+    (
+        "04.2",
+        "def answer(model):\n    return torch.optim.Adam([{'params': model.fc.parameters(), 'lr': 1e-5}, {'params': model.layer4.parameters(), 'lr': 1e-4}, {'params': model.layer3.parameters(), 'lr': 1e-3}])",
+        "wrong way",
+    ),
+    (
+        "04.2",
+        "def answer(model):\n    return torch.optim.Adam([{'params': model.fc.parameters(), 'lr': 1e-3}, {'params': model.layer4.parameters(), 'lr': 1e-4}])",
+        "layer3 is not in the optimizer",
+    ),
+    (
+        "05.1",
+        "def answer(model, opt, x, y):\n    loss = F.cross_entropy(model(x), y); loss.backward(); opt.step(); return loss.item()",
+        "zero_grad",
+    ),
+    (
+        "05.1",
+        "def answer(model, opt, x, y):\n    loss = F.cross_entropy(model(x).softmax(1), y); opt.zero_grad(); loss.backward(); opt.step(); return loss.item()",
+        "softmax before cross_entropy",
+    ),
+    (
+        "05.1",
+        "def answer(model, opt, x, y):\n    loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); return loss.item()",
+        "optimizer.step()",
+    ),
+    (
+        "05.1",
+        "def answer(model, opt, x, y):\n    loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step(); return loss",
+        "loss.item()",
+    ),
     ("05.2", "class Never(Callback):\n    pass\nanswer = Never()", "went on for all 3 epochs"),
-    ("05.2", "class High(Callback):\n    def on_epoch_end(self, state):\n        if not state.history.train_loss[-1] < 10: state.stop_training = True\nanswer = High()", "healthy run"),
-    ("05.2", "class Raiser(Callback):\n    def on_epoch_end(self, state):\n        if not math.isfinite(state.history.train_loss[-1]): raise ValueError('loss is nan')\nanswer = Raiser()", "set state.stop_training"),
+    (
+        "05.2",
+        "class High(Callback):\n    def on_epoch_end(self, state):\n        if not state.history.train_loss[-1] < 10: state.stop_training = True\nanswer = High()",
+        "healthy run",
+    ),
+    (
+        "05.2",
+        "class Raiser(Callback):\n    def on_epoch_end(self, state):\n        if not math.isfinite(state.history.train_loss[-1]): raise ValueError('loss is nan')\nanswer = Raiser()",
+        "set state.stop_training",
+    ),
     ("05.2", "class Late(Callback):\n    pass\nanswer = Late", "that is the class"),
-    ("06.1", "def answer(path):\n    m = SimpleCNN(dropout=0.5); m.load_state_dict(torch.load(path)); return m.eval()", "weights_only=True"),
-    ("06.1", "def answer(path):\n    m = SimpleCNN(dropout=0.5); m.load_state_dict(torch.load(path, weights_only=True)); return m", "training mode"),
-    ("06.1", "def answer(path):\n    return torch.load(path, weights_only=True)", "state_dict itself"),
-    ("06.2", "def answer(model, optimizer, epoch):\n    return {'model': model, 'optimizer': optimizer.state_dict(), 'epoch': epoch}", "object itself"),
-    ("06.2", "def answer(model, optimizer, epoch):\n    return {'model': model.state_dict(), 'epoch': epoch}", "optimizer's state is missing"),
-    ("06.2", "def answer(model, optimizer, epoch):\n    return {'model': model.state_dict(), 'optimizer': optimizer.state_dict()}", "epoch is missing"),
-    ("07.1", "def answer(labels, k, e):\n    t = torch.full((len(labels), k), e / (k - 1)); t[torch.arange(len(labels)), labels] = 1 - e; return t", "other K - 1 classes"),
-    ("07.1", "def answer(labels, k, e):\n    t = torch.full((len(labels), k), e / k); t[torch.arange(len(labels)), labels] = 1 - e; return t", "its share of e"),
+    (
+        "06.1",
+        "def answer(path):\n    m = SimpleCNN(dropout=0.5); m.load_state_dict(torch.load(path)); return m.eval()",
+        "weights_only=True",
+    ),
+    (
+        "06.1",
+        "def answer(path):\n    m = SimpleCNN(dropout=0.5); m.load_state_dict(torch.load(path, weights_only=True)); return m",
+        "training mode",
+    ),
+    (
+        "06.1",
+        "def answer(path):\n    return torch.load(path, weights_only=True)",
+        "state_dict itself",
+    ),
+    (
+        "06.2",
+        "def answer(model, optimizer, epoch):\n    return {'model': model, 'optimizer': optimizer.state_dict(), 'epoch': epoch}",
+        "object itself",
+    ),
+    (
+        "06.2",
+        "def answer(model, optimizer, epoch):\n    return {'model': model.state_dict(), 'epoch': epoch}",
+        "optimizer's state is missing",
+    ),
+    (
+        "06.2",
+        "def answer(model, optimizer, epoch):\n    return {'model': model.state_dict(), 'optimizer': optimizer.state_dict()}",
+        "epoch is missing",
+    ),
+    (
+        "07.1",
+        "def answer(labels, k, e):\n    t = torch.full((len(labels), k), e / (k - 1)); t[torch.arange(len(labels)), labels] = 1 - e; return t",
+        "other K - 1 classes",
+    ),
+    (
+        "07.1",
+        "def answer(labels, k, e):\n    t = torch.full((len(labels), k), e / k); t[torch.arange(len(labels)), labels] = 1 - e; return t",
+        "its share of e",
+    ),
     ("07.2", "def answer(model, x):\n    return (model(x) + model(x.flip(-2))) / 2", "upside down"),
     ("07.2", "def answer(model, x):\n    return model(x)", "plain logits"),
     ("08.1", "def answer(path):\n    return Image.open(path).convert('RGB')", "on its side"),
-    ("08.1", "def answer(path):\n    return ImageOps.exif_transpose(Image.open(path))", "not every photo is RGB"),
-    ("08.1", "import numpy as np\ndef answer(path):\n    return np.asarray(Image.open(path).convert('RGB'))[..., ::-1]", "NumPy array"),
-    ("08.2", "answer = transforms.Compose([transforms.Resize(224), transforms.ToTensor()])", "keeps each photo's shape"),
-    ("08.2", "answer = transforms.Compose([transforms.RandomCrop(224), transforms.ToTensor()])", "raised"),
-    ("08.2", "answer = transforms.Compose([transforms.RandomResizedCrop(224)])", "end with a tensor"),
-    ("09.1", "def answer(model, x, target):\n    model.eval(); x = x.clone().requires_grad_(True); model(x)[:, target].sum().backward(); return x.grad.amax(dim=1)", "without abs()"),
-    ("09.1", "def answer(model, x, target):\n    model.eval(); x = x.clone().requires_grad_(True); model(x)[:, target].sum().backward(); return x.grad.abs()", "one map per image"),
-    ("09.1", "def answer(model, x, target):\n    model.eval(); model(x)[:, target].sum().backward(); return x.grad.abs().amax(dim=1)", "no gradient on the image"),
+    (
+        "08.1",
+        "def answer(path):\n    return ImageOps.exif_transpose(Image.open(path))",
+        "not every photo is RGB",
+    ),
+    (
+        "08.1",
+        "import numpy as np\ndef answer(path):\n    return np.asarray(Image.open(path).convert('RGB'))[..., ::-1]",
+        "NumPy array",
+    ),
+    (
+        "08.2",
+        "answer = transforms.Compose([transforms.Resize(224), transforms.ToTensor()])",
+        "keeps each photo's shape",
+    ),
+    (
+        "08.2",
+        "answer = transforms.Compose([transforms.RandomCrop(224), transforms.ToTensor()])",
+        "raised",
+    ),
+    (
+        "08.2",
+        "answer = transforms.Compose([transforms.RandomResizedCrop(224)])",
+        "end with a tensor",
+    ),
+    (
+        "09.1",
+        "def answer(model, x, target):\n    model.eval(); x = x.clone().requires_grad_(True); model(x)[:, target].sum().backward(); return x.grad.amax(dim=1)",
+        "without abs()",
+    ),
+    (
+        "09.1",
+        "def answer(model, x, target):\n    model.eval(); x = x.clone().requires_grad_(True); model(x)[:, target].sum().backward(); return x.grad.abs()",
+        "one map per image",
+    ),
+    (
+        "09.1",
+        "def answer(model, x, target):\n    model.eval(); model(x)[:, target].sum().backward(); return x.grad.abs().amax(dim=1)",
+        "no gradient on the image",
+    ),
     ("09.2", "answer = 'classifier.4'", "Linear layer"),
     ("09.2", "answer = 'features.0'", "first convolution"),
     ("09.2", "answer = 'layer4'", "no layer"),
-    ("10.1", "def answer(n, rank, world):\n    return list(range(n))[rank::world]", "waiting forever"),
-    ("10.1", "def answer(n, rank, world):\n    return list(range(n))  # no sampler: all of it", "same images"),
-    ("10.2", "def answer(base_lr, base_batch, per_process, world):\n    return base_lr", "unchanged"),
-    ("10.2", "def answer(base_lr, base_batch, per_process, world):\n    return base_lr * world", "number of processes only"),
+    (
+        "10.1",
+        "def answer(n, rank, world):\n    return list(range(n))[rank::world]",
+        "waiting forever",
+    ),
+    (
+        "10.1",
+        "def answer(n, rank, world):\n    return list(range(n))  # no sampler: all of it",
+        "same images",
+    ),
+    (
+        "10.2",
+        "def answer(base_lr, base_batch, per_process, world):\n    return base_lr",
+        "unchanged",
+    ),
+    (
+        "10.2",
+        "def answer(base_lr, base_batch, per_process, world):\n    return base_lr * world",
+        "number of processes only",
+    ),
 ]
 
 
@@ -121,7 +317,9 @@ def test_the_solution_passes_and_every_exercise_has_a_hint(q):
     assert q.hint_text and q.solution_code
 
 
-@pytest.mark.parametrize(("name", "source", "words"), WRONG, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG)])
+@pytest.mark.parametrize(
+    ("name", "source", "words"), WRONG, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG)]
+)
 def test_a_wrong_answer_is_diagnosed_by_name(name, source, words):
     namespace: dict = {}
     exec(compile(SETUP + source, "<learner's cell>", "exec"), namespace)

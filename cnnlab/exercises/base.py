@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROGRESS_FILE", "Exercise", "LearnerError", "Result", "call", "solved", "wrong"]
+import torch
+
+__all__ = ["PROGRESS_FILE", "Exercise", "LearnerError", "Result", "call", "model_device", "solved",
+           "wrong"]  # fmt: skip
 
 PROGRESS_FILE = ".cnnlab-progress.json"  # in the working folder; never sent anywhere
 _PACKAGE = str(Path(__file__).resolve().parents[1])
@@ -34,6 +37,17 @@ class Result:
 class LearnerError(Exception):
     """The learner's code raised, or returned something unusable: the message says which
     line and what to do."""
+
+
+def model_device(model) -> torch.device:
+    """Where the learner's model lives (a GPU on Colab): the check's inputs go there.
+
+    Example:
+        >>> model_device(torch.nn.Linear(2, 2))
+        device(type='cpu')
+    """
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def wrong(message: str) -> Result:

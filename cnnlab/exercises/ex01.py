@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Exercise, LearnerError, Result, call, wrong
+from .base import Exercise, LearnerError, Result, call, model_device, wrong
 
 _SHAPES = {"a": (8, 16, 28, 28), "b": (8, 16, 14, 14), "c": (8, 32, 7, 7)}
 
@@ -59,7 +59,9 @@ def _check_net64(answer) -> Result:
     answer.eval()
     try:
         with torch.no_grad():
-            out = call(answer, torch.zeros(4, 3, 64, 64), what="your network")
+            out = call(
+                answer, torch.zeros(4, 3, 64, 64, device=model_device(answer)), what="your network"
+            )
     except LearnerError as error:
         if "mat1 and mat2 shapes cannot be multiplied" in str(error):
             return wrong("the first Linear layer is still sized for 32-pixel images: after "

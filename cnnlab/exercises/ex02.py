@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Exercise, LearnerError, Result, call, wrong
+from .base import Exercise, LearnerError, Result, call, model_device, wrong
 
 
 class _Probe(nn.Module):
@@ -75,7 +75,7 @@ def _check_batchnorm(answer) -> Result:
         return wrong("there is no nn.BatchNorm2d in the model: add one after each convolution")
     answer.train()
     try:
-        out = call(answer, torch.rand(4, 3, 32, 32), what="your model")
+        out = call(answer, torch.rand(4, 3, 32, 32, device=model_device(answer)), what="your model")
     except LearnerError as error:
         if "running_mean should contain" in str(error) or "weight should contain" in str(error):
             return wrong("a BatchNorm2d has the wrong size: its num_features must equal the "

@@ -9,7 +9,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from .base import Exercise, Result, call, wrong
+from .base import Exercise, Result, call, model_device, wrong
 
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _CIFAR = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -38,7 +38,7 @@ def _check_head(answer) -> Result:
                      "trains by default)")  # fmt: skip
     answer.eval()
     with torch.no_grad():
-        out = call(answer, torch.zeros(1, 3, 64, 64), what="your model")
+        out = call(answer, torch.zeros(1, 3, 64, 64, device=model_device(answer)), what="your model")
     if tuple(out.shape) != (1, 5):
         return wrong(f"one image gave {tuple(out.shape)}; expected (1, 5)")
     return Result(True, "a frozen backbone and a new 5-class head, the only part that trains: "

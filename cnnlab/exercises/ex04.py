@@ -69,10 +69,12 @@ def _check_optimizer(answer) -> Result:
     if any(_group(n) in _FROZEN for n in rate_of):
         return wrong("the optimizer holds frozen parameters (stem, layer1, layer2): give it "
                      "only the groups that train")  # fmt: skip
-    for part, rate in _RATES.items():
+    for part in _RATES:
         missing = [n for n, p in model.named_parameters() if _group(n) == part and n not in rate_of]
         if missing:
-            return wrong(f"{part} is not in the optimizer ({missing[0]}, ...): it would never change")
+            return wrong(
+                f"{part} is not in the optimizer ({missing[0]}, ...): it would never change"
+            )
     rates = {part: {r for n, r in rate_of.items() if _group(n) == part} for part in _RATES}
     if len({r for values in rates.values() for r in values}) == 1:
         return wrong("every group has the same learning rate: discriminative rates give the "

@@ -18,7 +18,11 @@ def _photos(folder: Path) -> dict[str, Path]:
 
     upright = Image.new("RGB", (60, 90), (200, 30, 30))
     upright.paste((30, 30, 200), (0, 0, 60, 20))  # blue at the top
-    paths = {"sideways": folder / "phone.jpg", "rgba": folder / "logo.png", "grey": folder / "scan.png"}
+    paths = {
+        "sideways": folder / "phone.jpg",
+        "rgba": folder / "logo.png",
+        "grey": folder / "scan.png",
+    }
     save_sideways(upright, paths["sideways"])
     Image.new("RGBA", (40, 30), (0, 128, 0, 128)).save(paths["rgba"])
     Image.new("L", (30, 40), 128).save(paths["grey"])
@@ -55,7 +59,9 @@ def _check_load(answer) -> Result:
 def _check_transform(answer) -> Result:
     if not callable(answer):
         return wrong("answer with a transform (a callable that takes a PIL image)")
-    photos = [Image.new("RGB", size, (90, 140, 60)) for size in ((640, 480), (480, 640), (180, 150))]
+    photos = [
+        Image.new("RGB", size, (90, 140, 60)) for size in ((640, 480), (480, 640), (180, 150))
+    ]
     shapes = []
     for photo in photos:
         out = call(answer, photo, what="your transform")
