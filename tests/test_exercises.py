@@ -238,7 +238,7 @@ WRONG = [
     (
         "08.2",
         "answer = transforms.Compose([transforms.RandomCrop(224), transforms.ToTensor()])",
-        "raised",
+        "cannot be cut out",
     ),
     (
         "08.2",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import Exercise, Result, call, wrong
+from .base import Exercise, LearnerError, Result, call, wrong
 
 
 def _photos(folder: Path) -> dict[str, Path]:
@@ -64,7 +64,14 @@ def _check_transform(answer) -> Result:
     ]
     shapes = []
     for photo in photos:
-        out = call(answer, photo, what="your transform")
+        try:
+            out = call(answer, photo, what="your transform")
+        except LearnerError as error:
+            if "crop size" in str(error) and "larger than input image" in str(error):
+                return wrong("a crop of 224 pixels cannot be cut out of a 180 x 150 photo: "
+                             "RandomResizedCrop(224) takes a part of the photo and resizes "
+                             "it, so it works at any size")  # fmt: skip
+            raise
         if not isinstance(out, torch.Tensor):
             return wrong("the transform must end with a tensor: add ToTensor() and Normalize")
         shapes.append(tuple(out.shape))
