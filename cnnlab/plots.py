@@ -12,6 +12,7 @@ import numpy as np
 import seaborn as sns
 import torch
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from . import settings
@@ -27,9 +28,31 @@ def smoke_stamp(fig: Figure) -> Figure:
         >>> fig = smoke_stamp(plt.figure())
     """
     if settings.fast_mode():
+        room = min(0.12, 0.2 / fig.get_figheight())  # about two lines of 8-point text
+        engine = fig.get_layout_engine()
+        if isinstance(engine, ConstrainedLayoutEngine):
+            engine.set(rect=(0, room, 1, 1 - room))
+        elif fig.axes:
+            fig.tight_layout(rect=(0, room, 1, 1))  # the axes' labels above the stamp
         fig.text(0.5, 0.005, settings.SMOKE_TAG, ha="center", va="bottom", fontsize=8,
                  color="#b00020", wrap=True)  # fmt: skip
     return fig
+
+
+def epoch_axis(ax, epochs: Sequence[int]) -> None:
+    """Whole epochs on the horizontal axis: each epoch a tick when there are few (one epoch
+    would otherwise get ticks at 0.96, 0.98, 1.00...), whole numbers when there are many.
+
+    Example:
+        >>> fig, ax = plt.subplots(); epoch_axis(ax, [1]); [float(t) for t in ax.get_xticks()]
+        [1.0]
+    """
+    if len(epochs) <= 12:
+        ax.set_xticks(list(epochs))
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _to_display(images: torch.Tensor, mean, std) -> np.ndarray:
@@ -67,8 +90,9 @@ def show_images(
     n = len(pics)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
+    title_room = 0.5 if predictions is not None else 0.25  # "predicted\n(true)": two lines
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False
+        nrows, ncols, figsize=(ncols * size, nrows * (size + title_room)), squeeze=False
     )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -124,7 +148,7 @@ def plot_history(history: History, title: str | None = None) -> Figure:
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     accuracy_axis(ax_acc, [*history.train_acc, *(v for v in history.val_acc if v is not None)])
     for ax in (ax_loss, ax_acc):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        epoch_axis(ax, ep)
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -293,6 +317,4 @@ def plot_explanations(
     bar = fig.colorbar(scale, ax=axes[:, 1:], location="bottom", shrink=0.8, aspect=30)
     bar.set_label("mattered: 0 least, 1 most (each map scaled on its own)", fontsize=8)
     bar.ax.tick_params(labelsize=7)
-    if settings.fast_mode():  # room under the colour bar for the smoke stamp
-        fig.get_layout_engine().set(rect=(0, 0.03 / max(1, n / 4), 1, 1 - 0.03 / max(1, n / 4)))
     return smoke_stamp(fig)

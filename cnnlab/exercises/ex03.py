@@ -38,7 +38,9 @@ def _check_head(answer) -> Result:
                      "trains by default)")  # fmt: skip
     answer.eval()
     with torch.no_grad():
-        out = call(answer, torch.zeros(1, 3, 64, 64, device=model_device(answer)), what="your model")
+        out = call(
+            answer, torch.zeros(1, 3, 64, 64, device=model_device(answer)), what="your model"
+        )
     if tuple(out.shape) != (1, 5):
         return wrong(f"one image gave {tuple(out.shape)}; expected (1, 5)")
     return Result(True, "a frozen backbone and a new 5-class head, the only part that trains: "
