@@ -128,10 +128,7 @@ def review(notebook: Path, page, base: str, out: Path, timeout_s: float) -> str:
     for kind, selector in (("stderr", "[data-mime-type='application/vnd.jupyter.stderr']"),
                            ("error", ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")):  # fmt: skip
         for item in page.locator(selector).all():
-            lines.append(f"--- {kind}:\n{item.inner_text()[:1500]}")
-    prompts = [p.inner_text().strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all()]
-    not_run = sum(1 for p in prompts if p in ("[ ]:", ""))
-    lines.append(f"code cells: {len(prompts)}, not run: {not_run}")
+            lines.append(f"--- {kind}:\n{(item.text_content() or '')[:1500]}")
     widgets = page.locator(".jp-OutputArea-output .jupyter-widgets").count()
     broken = page.get_by_text("Error displaying widget").count()
     lines.append(f"widgets rendered: {widgets}, widget errors: {broken}")
@@ -147,7 +144,11 @@ def review(notebook: Path, page, base: str, out: Path, timeout_s: float) -> str:
     _sheet(pictures, out / "sheet.png")
     lines.append(f"figures and widgets captured: {len(pictures)}")
     texts = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']")
-    (out / "stdout.txt").write_text("\n----\n".join(t.inner_text() for t in texts.all()))
+    (out / "stdout.txt").write_text("\n----\n".join(t.text_content() or "" for t in texts.all()))
+    page.locator(".jp-Notebook >> visible=true").click()
+    page.keyboard.press("Control+s")  # the executed notebook, outputs and all, for reading
+    time.sleep(3)
+    shutil.copy(notebook, out / notebook.name)
     report = "\n".join(lines)
     (out / "report.txt").write_text(report)
     return report
