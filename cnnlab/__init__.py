@@ -9,7 +9,8 @@ Modules, one job each:
 - :mod:`cnnlab.engine` -- the training loop: ``train_one_epoch``, ``evaluate``, ``fit``
 - :mod:`cnnlab.callbacks` -- checkpoints, early stopping, TensorBoard, unfreezing, Lookahead
 - :mod:`cnnlab.metrics` -- predictions, confusion matrix, per-class accuracy
-- :mod:`cnnlab.plots` -- image grids, learning curves, confusion matrices, mistakes
+- :mod:`cnnlab.plots` -- image grids, learning curves, confusion matrices, mistakes;
+  :mod:`cnnlab.fonts` -- Chinese labels in figures
 - :mod:`cnnlab.checks` -- input and label checks with messages that say what to do
 - :mod:`cnnlab.transfer` -- pretrained torchvision models, new heads, ImageNet predictions
 - :mod:`cnnlab.freezing` -- freeze/unfreeze, layer groups, discriminative LRs, gradual unfreezing
@@ -21,6 +22,8 @@ Modules, one job each:
 - :mod:`cnnlab.quantize` -- int8 quantization of ONNX models, size and accuracy compared
 - :mod:`cnnlab.serve` -- the FastAPI web API
 - :mod:`cnnlab.cli` -- the ``cnnlab`` command (train, evaluate, predict, export, serve)
+- :mod:`cnnlab.exercises` -- the notebooks' checked exercises: ``check``, ``hint``,
+  ``solution``, ``progress()``
 """
 
 from importlib.metadata import PackageNotFoundError, version
