@@ -5,6 +5,7 @@ Every function returns the matplotlib ``Figure`` so a notebook can show or save 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -211,7 +212,9 @@ def show_misclassified(
     limit: int = 16,
     **kwargs,
 ) -> Figure:
-    """Find up to ``limit`` images the model gets wrong and show "predicted (true)".
+    """Find up to ``limit`` images the model gets wrong and show "predicted (true)",
+    taken in turn from each true class (a test set stored class by class would otherwise
+    show the first class's mistakes only).
 
     Example:
         >>> show_misclassified(model, test_loader, test_set.classes)  # doctest: +SKIP
@@ -219,24 +222,31 @@ def show_misclassified(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    wrong_x, wrong_y, wrong_p = [], [], []
+    per_class: dict[int, list[tuple[torch.Tensor, int, int]]] = {}
+    enough = -(-limit // max(1, len(class_names)))  # mistakes wanted from each class
     try:
-        for x, y in loader:
-            pred = model(x.to(device)).argmax(dim=-1).cpu()
-            miss = pred != y
-            wrong_x.append(x[miss])
-            wrong_y.append(y[miss])
-            wrong_p.append(pred[miss])
-            if sum(len(w) for w in wrong_y) >= limit:
-                break
+        with torch.no_grad():
+            for x, y in loader:
+                pred = model(x.to(device)).argmax(dim=-1).cpu()
+                for i in (pred != y).nonzero().flatten().tolist():
+                    found = per_class.setdefault(int(y[i]), [])
+                    if len(found) < limit:
+                        found.append((x[i], int(y[i]), int(pred[i])))
+                if len(per_class) == len(class_names) and all(
+                    len(found) >= enough for found in per_class.values()
+                ):
+                    break
     finally:
         model.train(was_training)
-    if not wrong_y or sum(len(w) for w in wrong_y) == 0:
+    picked = [item for row in itertools.zip_longest(*per_class.values()) for item in row if item]
+    picked = picked[:limit]  # round robin over the true classes
+    if not picked:
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
         ax.text(0.5, 0.5, "no mistakes found", ha="center", va="center")
         return fig
-    xs, ys, ps = (torch.cat(t)[:limit] for t in (wrong_x, wrong_y, wrong_p))
+    xs = torch.stack([item[0] for item in picked])
+    ys, ps = ([item[k] for item in picked] for k in (1, 2))
     return smoke_stamp(show_images(xs, ys, class_names, predictions=ps, **kwargs))
 
 

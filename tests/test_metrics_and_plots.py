@@ -95,3 +95,16 @@ def test_show_misclassified_shows_only_mistakes(tiny_loaders):
     assert len(titles) == 5 and all(t.startswith("0\n") and not t.endswith("(0)") for t in titles)
     model = SimpleCNN()
     assert show_misclassified(model, tiny_loaders[1], [str(i) for i in range(10)]).axes
+
+
+def test_show_misclassified_takes_mistakes_from_every_class_of_a_sorted_test_set():
+    """The real CIFAR-10 copy is stored class by class: the first 16 mistakes were all
+    airplanes. Mistakes are now taken in turn from each true class."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    labels = torch.arange(10).repeat_interleave(20)  # sorted by class, as an ImageFolder is
+    loader = DataLoader(TensorDataset(torch.rand(200, 3, 8, 8), labels), batch_size=50)
+    fig = show_misclassified(Constant(0), loader, [str(i) for i in range(10)], limit=9,
+                             mean=None, std=None)  # fmt: skip
+    truths = {ax.get_title().split("(")[1].rstrip(")") for ax in fig.axes if ax.get_title()}
+    assert truths == {str(c) for c in range(1, 10)}  # nine classes, one mistake each
