@@ -232,8 +232,9 @@ def whiten_(conv: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> nn.Conv
     """Initialise ``conv`` (a stem of ``2 * C * k * k`` filters of size ``k``) as a
     *whitening* layer: the covariance of all ``k x k`` patches of ``images`` is decomposed
     into eigenvectors, and the filters become those eigenvectors scaled by
-    ``1 / sqrt(eigenvalue)``, with their negatives. Its outputs are then decorrelated
-    and of unit variance from the first step: the next layers learn faster. Freeze the
+    ``1 / sqrt(eigenvalue + eps)``, with their negatives. Its outputs are then decorrelated
+    from the first step, and of unit variance except along directions fainter than
+    ``eps`` (which it does not amplify): the next layers learn faster. Freeze the
     weights afterwards (``conv.weight.requires_grad_(False)``); the bias may train.
 
     Example:
