@@ -138,8 +138,9 @@ def train_one_epoch(
 ) -> EpochResult:
     """Train ``model`` for one pass over ``loader`` and return mean loss and accuracy.
 
-    The five steps of every iteration: forward, loss, ``zero_grad``, backward, step.
-    With ``accumulate=k`` (gradient accumulation), the optimizer steps once every ``k``
+    The five steps of every iteration: ``zero_grad``, forward, loss, backward, step (the
+    order of the first three does not matter, as long as ``zero_grad`` comes before
+    ``backward``). With ``accumulate=k`` (gradient accumulation), the optimizer steps once every ``k``
     batches, on the gradients of all ``k`` added up, each loss divided by the number of
     batches in its group: the gradient of one batch ``k`` times larger, except that
     BatchNorm still normalises each small batch on its own. A last group with fewer
