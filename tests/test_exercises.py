@@ -384,3 +384,13 @@ def test_a_learners_error_names_their_line(capsys):
     exec(compile(source, "<learner's cell>", "exec"), namespace)
     message = exercises.ex02.q1.evaluate(namespace["accuracy"]).message
     assert "ZeroDivisionError" in message and "line 3" in message
+
+
+def test_colabs_dist_packages_count_as_library_code_not_the_learners():
+    """On Colab, PyTorch lives in /usr/local/lib/python3.x/dist-packages: an error raised
+    inside it must be reported at the learner's line, not at torch's."""
+    from cnnlab.exercises.base import _in_library
+
+    assert _in_library("/usr/local/lib/python3.12/dist-packages/torch/nn/modules/linear.py")
+    assert _in_library(str(__import__("torch").__file__))
+    assert not _in_library("/tmp/ipykernel_4242/1234567.py")  # a notebook cell

@@ -8,7 +8,7 @@ import dis
 import json
 import linecache
 import os
-import sys
+import sysconfig
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +22,16 @@ __all__ = ["PROGRESS_FILE", "Exercise", "LearnerError", "Result", "call", "model
 
 PROGRESS_FILE = ".cnnlab-progress.json"  # in the working folder; never sent anywhere
 _PACKAGE = str(Path(__file__).resolve().parents[1])
-_LIBRARIES = tuple({os.path.dirname(os.__file__), *(p for p in sys.path if "site-packages" in p)})
+_LIBRARIES = tuple({os.path.dirname(os.__file__), sysconfig.get_paths()["purelib"],
+                    sysconfig.get_paths()["platlib"]})  # fmt: skip
+
+
+def _in_library(path: str) -> bool:
+    """A file of cnnlab, the standard library or an installed package (site-packages here,
+    dist-packages on Colab and Debian), not the learner's own code."""
+    parts = Path(path).parts
+    return (path.startswith((_PACKAGE, *_LIBRARIES))
+            or "site-packages" in parts or "dist-packages" in parts)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -65,10 +74,9 @@ def _learner_frame(tb) -> traceback.FrameSummary | None:
     of cnnlab, PyTorch or the standard library."""
     mine = None
     for frame in traceback.extract_tb(tb):
-        name = str(Path(frame.filename).resolve()) if not frame.filename.startswith("<") else ""
-        if frame.filename.startswith("<") and "cnnlab" not in frame.filename:
+        if frame.filename.startswith("<"):  # code typed in a cell, or exec'd
             mine = frame
-        elif name and not name.startswith(_PACKAGE) and not name.startswith(_LIBRARIES):
+        elif not _in_library(str(Path(frame.filename).resolve())):
             mine = frame
     return mine
 
