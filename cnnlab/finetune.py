@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import settings
 from .callbacks import Callback, GradualUnfreezing
 from .engine import History, evaluate, fit
 from .freezing import discriminative_param_groups, freeze_to, layer_groups
@@ -140,7 +141,6 @@ def format_results(results: Sequence[StrategyResult]) -> str:
     """
     lines = [f"{'strategy':<32} {'test acc':>9} {'seconds':>8} {'trained params':>15}"]
     for r in results:
-        share = r.trainable / r.total
-        trained = f"{r.trainable:,} ({'<1%' if 0 < share < 0.01 else f'{share:.0%}'})"
+        trained = f"{r.trainable:,} ({settings.share(r.trainable / r.total)})"
         lines.append(f"{r.description:<32} {r.accuracy:>9.1%} {r.seconds:>8.1f} {trained:>15}")
     return "\n".join(lines)

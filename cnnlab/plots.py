@@ -250,11 +250,6 @@ def show_misclassified(
     return smoke_stamp(show_images(xs, ys, class_names, predictions=ps, **kwargs))
 
 
-def _share(fraction: float) -> str:
-    """A share as a percentage that never reads "0%" for a few parameters out of many."""
-    return "<1%" if 0 < fraction < 0.01 else f"{fraction:.0%}"
-
-
 def plot_strategies(results: Sequence, title: str = "fine-tuning strategies") -> Figure:
     """Test accuracy against training time, one point per strategy; the point's area shows
     the share of parameters trained (``results``: :class:`cnnlab.finetune.StrategyResult`).
@@ -266,7 +261,7 @@ def plot_strategies(results: Sequence, title: str = "fine-tuning strategies") ->
     for number, r in enumerate(results, start=1):
         share = r.trainable / r.total if r.total else 0.0
         ax.scatter(r.seconds, r.accuracy, s=60 + 600 * share, alpha=0.6,
-                   label=f"{number}  {r.description}: {_share(share)} of parameters trained")  # fmt: skip
+                   label=f"{number}  {r.description}: {settings.share(share)} of parameters trained")  # fmt: skip
         ax.annotate(str(number), (r.seconds, r.accuracy), ha="center", va="center",
                     fontsize=8, fontweight="bold")  # fmt: skip
     ax.set(xlabel="training time (s)", ylabel="test accuracy", title=title)

@@ -306,6 +306,17 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+def share(fraction: float) -> str:
+    """A fraction as a whole percentage that never reads "0%" for a few out of many (the
+    new head of a frozen network: 645 of 412,309 parameters).
+
+    Example:
+        >>> share(645 / 412_309), share(0.75)
+        ('<1%', '75%')
+    """
+    return "<1%" if 0 < fraction < 0.01 else f"{fraction:.0%}"
+
+
 def smoke_note(text: str = "") -> str:
     """In a smoke run (``CNNLAB_FAST=1``), ``text`` followed by a warning that the numbers
     mean nothing; in a full run, ``text`` unchanged. Notebooks put it on every result.

@@ -183,10 +183,6 @@ def solved() -> dict[str, list[int]]:
         >>> isinstance(solved(), dict)
         True
     """
-    return _load()
-
-
-def _load() -> dict:
     try:
         return json.loads(_progress_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -194,9 +190,8 @@ def _load() -> dict:
 
 
 def _record(notebook: str, number: int) -> None:
-    done = _load()
-    solved = set(done.get(notebook, [])) | {number}
-    done[notebook] = sorted(solved)
+    done = solved()
+    done[notebook] = sorted(set(done.get(notebook, [])) | {number})
     try:
         _progress_path().write_text(json.dumps(done, indent=1), encoding="utf-8")
     except OSError:

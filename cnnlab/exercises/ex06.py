@@ -97,8 +97,8 @@ def _check_checkpoint(answer) -> Result:
 
 q1 = Exercise(
     "06", 1, "load weights safely", _check_load,
-    hint_text="Build the model, then model.load_state_dict(torch.load(path, "
-    "weights_only=True)), then model.eval().",
+    hint_text="Build the model, then "
+    "model.load_state_dict(torch.load(path, weights_only=True)), then model.eval().",
     solution_code="""import torch
 
 from cnnlab.models import SimpleCNN
