@@ -3,10 +3,17 @@
 nbval starts each notebook's kernel from this process, so the switches set here reach
 the kernels. A value already in the environment wins (``CNNLAB_FAST=0 pytest notebooks``
 executes the notebooks in full).
+
+A notebook that passes in smoke mode is also stored, with its outputs, in the website's
+cache (``docs/executed.py``), so ``python docs/build.py smoke`` after ``pytest`` renders
+the pages without executing the notebooks a second time.
 """
 
+import importlib.util
 import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +28,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 # No progress-bar widgets in headless kernels' output; plain text bars are kept.
 os.environ.setdefault("TQDM_MININTERVAL", "5")
+os.environ.setdefault("CNNLAB_PROGRESS", "text")
+
+_spec = importlib.util.spec_from_file_location("executed", Path(__file__).parent / "docs/executed.py")
+executed = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(executed)
 
 
 # nbval lets a cell tagged `raises-exception` pass whether or not it raises. The lessons'
@@ -31,14 +43,45 @@ _ANNOUNCED = re.compile(r"# raises: (\w+)")
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    result = yield
     cell = getattr(item, "cell", None)  # only nbval's notebook-cell items have one
-    if cell is None or "raises-exception" not in cell.get("metadata", {}).get("tags", []):
-        return result
+    if cell is None:
+        return (yield)
+    notebook = item.parent
+    if item.cell_num == 0:
+        notebook.site_start, notebook.site_failed = time.perf_counter(), False
+    try:
+        result = yield
+        _check_announced_error(item, cell)
+    except BaseException:
+        notebook.site_failed = True
+        raise
+    finally:
+        _keep_outputs(item, cell)
+    return result
+
+
+def _keep_outputs(item, cell) -> None:
+    """Put the outputs nbval received into the notebook; after its last code cell, store
+    the notebook in the website's smoke cache if every cell passed."""
+    notebook = item.parent
+    cell.outputs, cell.execution_count = list(item.test_outputs or []), item.cell_num + 1
+    for output in cell.outputs:
+        if output.get("output_type") == "execute_result":
+            output["execution_count"] = cell.execution_count
+    last = sum(c.cell_type == "code" for c in notebook.nb.cells) - 1
+    if item.cell_num != last or getattr(notebook, "site_failed", True):
+        return
+    if executed.mode_of_environment() == "smoke" and os.environ["CNNLAB_PROGRESS"] == "text":
+        seconds = time.perf_counter() - notebook.site_start
+        executed.store(Path(str(notebook.fspath)), notebook.nb, "smoke", seconds, [])
+
+
+def _check_announced_error(item, cell) -> None:
+    if "raises-exception" not in cell.get("metadata", {}).get("tags", []):
+        return
     announced = _ANNOUNCED.match(cell.source)
     raised = [o["ename"] for o in item.test_outputs or [] if o.get("output_type") == "error"]
     if announced is None:
         pytest.fail("a cell tagged raises-exception must start with '# raises: ExceptionName'")
     if raised != [announced.group(1)]:
         pytest.fail(f"this cell announces {announced.group(1)} but raised {raised or 'nothing'}")
-    return result

@@ -5,14 +5,21 @@ created, and again when the loop starts. For a ``DataLoader`` every ``iter()`` i
 pass: it draws a seed from the loader's generator and, with worker processes that are
 not persistent, starts a new set of workers. Handing tqdm an iterator instead of the
 loader makes the loop start one pass, as a plain ``for`` loop would.
+
+``CNNLAB_PROGRESS=text`` asks for tqdm's text bar even in a notebook: the course's website
+shows executed notebooks, and a widget bar has no static form on a web page.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from tqdm.auto import tqdm
+if os.environ.get("CNNLAB_PROGRESS") == "text":
+    from tqdm.std import tqdm
+else:
+    from tqdm.auto import tqdm
 
 T = TypeVar("T")
 

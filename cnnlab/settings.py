@@ -4,17 +4,21 @@ The switches are environment variables, so that a notebook needs no edited cell 
 change mode. They are read each time you ask, so setting one in a running notebook
 (``os.environ["CNNLAB_FAST"] = "1"``) takes effect at the next call.
 
-===================== ==========================================================
-``CNNLAB_FAST=1``     Quick smoke run: notebooks use tiny subsets and one short
-                      epoch (see :func:`choose`).
-``CNNLAB_OFFLINE=1``  No downloads: data loaders return a generated stand-in data
-                      set and model builders use random weights, each announced
-                      by a banner.
-``CNNLAB_DATA_DIR``   Where data sets are downloaded and cached (default ``./data``).
-``CNNLAB_CIFAR10_DIR`` A CIFAR-10 copy in ImageFolder layout (``train/<class>/``,
-                      ``test/<class>/``), or a ``.tar.gz`` of one, used instead of
-                      torchvision's download.
-===================== ==========================================================
+======================== =======================================================
+``CNNLAB_FAST=1``        Quick smoke run: notebooks use tiny subsets and one short
+                         epoch (see :func:`choose`).
+``CNNLAB_OFFLINE=1``     No downloads: data loaders return a generated stand-in data
+                         set and model builders use random weights, each announced
+                         by a banner.
+``CNNLAB_DATA_DIR``      Where data sets are downloaded and cached (default
+                         ``./data``).
+``CNNLAB_CIFAR10_DIR``   A CIFAR-10 copy in ImageFolder layout (``train/<class>/``,
+                         ``test/<class>/``), or a ``.tar.gz`` of one, used instead of
+                         torchvision's download.
+``CNNLAB_PROGRESS=text`` Text progress bars in notebooks too (read when cnnlab is
+                         imported; the website's builds set it, see
+                         :mod:`cnnlab.progress`).
+======================== =======================================================
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,8 +108,10 @@ def run_nbval(folder, cells, with_conftest=False):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}  # fmt: skip
     nbformat.write(nb, folder / "lesson.ipynb")
-    if with_conftest:
+    if with_conftest:  # with the module it stores executed notebooks with, for the website
         (folder / "conftest.py").write_text((ROOT / "conftest.py").read_text(encoding="utf-8"))
+        (folder / "docs").mkdir()
+        shutil.copy(ROOT / "docs" / "executed.py", folder / "docs" / "executed.py")
     (folder / "pytest.ini").write_text("[pytest]\n")
     return subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
@@ -144,6 +147,29 @@ def test_a_broken_cell_must_raise_what_it_announces(tmp_path):
     assert "must start with '# raises: ExceptionName'" in out.stdout
 
 
+def test_pytest_stores_the_notebooks_it_passes_for_the_website(tmp_path):
+    """What nbval received becomes the notebook's outputs in the website's smoke cache, so
+    `python docs/build.py smoke --require-cache` after `pytest` executes nothing again."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+
+    cells = [new_markdown_cell("# Lesson"), new_code_cell("print('hello')"), new_code_cell("6 * 7")]
+    out = run_nbval(tmp_path, cells, with_conftest=True)
+    assert "2 passed" in out.stdout, out.stdout[-2000:]
+    (stored,) = (tmp_path / "_build" / "site-cache" / "smoke").glob("lesson.*.ipynb")
+    nb = json.loads(stored.read_text(encoding="utf-8"))
+    first, second = (c for c in nb["cells"] if c["cell_type"] == "code")
+    assert first["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "hello\n"}]
+    assert second["outputs"][0]["data"]["text/plain"] == "42"
+    assert second["execution_count"] == second["outputs"][0]["execution_count"] == 2
+    assert nb["metadata"]["cnnlab_site"]["mode"] == "smoke"
+
+    failing = tmp_path / "failing"
+    failing.mkdir()
+    out = run_nbval(failing, [new_code_cell("x = 1"), new_code_cell("1 / 0")], with_conftest=True)
+    assert "1 failed" in out.stdout
+    assert not (failing / "_build").exists(), "a notebook that failed must not be cached"
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
@@ -154,12 +180,20 @@ def test_ci_runs_the_readme_test_command():
         "pytest",
     ):
         assert command in readme
-    assert re.search(r'^pip install( -q)? -e "\.\[dev\]"$', ci, re.M), (
-        "CI must install as the README says"
+    assert 'pip install -e ".[site]"' in readme
+    assert re.search(r'^pip install( -q)? -e "\.\[dev,site\]"$', ci, re.M), (
+        "CI must install as the README says (the test and the website extras)"
     )
     assert re.search(r"^\s*(python -m )?pytest\b", ci, re.M), (
         "CI must run the README's test command"
     )
+    # ... and the website's: the smoke build (from the notebooks pytest ran) and the browser test
+    section = readme.split("## The course as a website", 1)[1].split("\n## ", 1)[0]
+    smoke = next(line for line in section.splitlines() if "smoke" in line)
+    assert smoke.split("#")[0].strip() == "python docs/build.py smoke", smoke
+    assert "writes _site/" in smoke
+    assert re.search(r"^python docs/build.py smoke --require-cache\b", ci, re.M)
+    assert re.search(r"^python docs/check_site.py _site$", ci, re.M)
 
 
 ARTEFACTS = ("data", "models", "runs", "checkpoints")

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from .. import distributed, settings
+from ..progress import tqdm
 
 CACHE_FOLDER = ".cnnlab-cache"
 

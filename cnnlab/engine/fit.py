@@ -17,11 +17,11 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import distributed
 from ..callbacks import Callback, FitState, sorted_callbacks
 from ..history import History
+from ..progress import tqdm
 from ..settings import autocast_dtype, get_device, grad_scaler
 from .loop import evaluate, train_one_epoch
 from .options import check_fit_options, refuse_legacy

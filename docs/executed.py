@@ -1,0 +1,184 @@
+"""Executed notebooks for the website: their cache, their clean-up, and how they are run.
+
+One executed copy per notebook, mode and content: the file name carries a hash of the
+mode and of every code cell's source, so editing a markdown cell re-renders without
+re-running, and editing code re-runs that notebook only. Two writers fill the cache:
+``docs/build.py`` (nbclient, for whatever is missing) and the root ``conftest.py``
+(pytest's own nbval run in smoke mode), so CI executes each notebook once.
+
+    >>> key = cache_key({"cells": [{"cell_type": "code", "source": "1 + 1"}]}, "smoke")
+    >>> len(key)
+    16
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+CACHE = ROOT / "_build" / "site-cache"
+
+# What each mode sets in the kernels' environment; a value the caller set wins.
+MODES: dict[str, dict[str, str]] = {
+    "smoke": {"CNNLAB_FAST": "1", "CNNLAB_OFFLINE": "1"},
+    "full": {"CNNLAB_FAST": "0"},
+}
+# Progress bars as text (tqdm's widget bar has no static form to show on a web page).
+KERNEL_ENV = {"CNNLAB_PROGRESS": "text", "TQDM_MININTERVAL": "5"}
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = (
+    "<p class='cnnlab-widget-note'>Here, when you run the notebook, are the controls of an "
+    "interactive widget; this page shows what it displayed first.</p>"
+)
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def cache_key(nb: dict, mode: str) -> str:
+    """16 hex digits from the mode and the code cells' sources, in order."""
+    digest = hashlib.sha256(mode.encode())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            digest.update(b"\0" + _source(cell).encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_file(notebook: Path, mode: str, key: str) -> Path:
+    """``_build/site-cache/<mode>/<stem>.<key>.ipynb``"""
+    return CACHE / mode / f"{notebook.stem}.{key}.ipynb"
+
+
+def cached(notebook: Path, mode: str) -> Path | None:
+    """The executed copy of ``notebook`` for ``mode`` if one matches its code, else None."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    path = cache_file(notebook, mode, cache_key(nb, mode))
+    return path if path.exists() else None
+
+
+def mode_of_environment() -> str | None:
+    """ "smoke" or "full" when the CNNLAB_* switches are exactly one mode's, else None."""
+    fast, offline = os.environ.get("CNNLAB_FAST", "0"), os.environ.get("CNNLAB_OFFLINE", "0")
+    if (fast, offline) == ("1", "1"):
+        return "smoke"
+    if fast == "0" and offline == "0" and os.environ.get("CNNLAB_CIFAR10_DIR"):
+        return "full"
+    return None
+
+
+_CR = re.compile(r"^.*\r(?=[^\n])", re.MULTILINE)
+
+
+def _merge_streams(outputs: list[dict]) -> list[dict]:
+    """Consecutive stream outputs of one name merged, each line kept at its last state
+    (a text progress bar redraws its line with carriage returns)."""
+    merged: list[dict] = []
+    for out in outputs:
+        if out.get("output_type") == "stream" and merged \
+                and merged[-1].get("output_type") == "stream" \
+                and merged[-1]["name"] == out["name"]:  # fmt: skip
+            merged[-1]["text"] = _source({"source": merged[-1]["text"]}) + _source(
+                {"source": out["text"]}
+            )
+        else:
+            merged.append(dict(out))
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out["text"] = _CR.sub("", _source({"source": out["text"]}).replace("\r\n", "\n"))
+    return merged
+
+
+def clean(nb: dict) -> dict:
+    """Outputs made for a page: streams merged, widget views replaced by a note (what a
+    widget first displayed arrives as plain outputs, with nbclient and with nbval alike),
+    the widget state dropped (it would load JavaScript from a CDN)."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        outputs = []
+        for out in _merge_streams(cell.get("outputs", [])):
+            data = out.get("data", {})
+            if WIDGET_VIEW in data:
+                out = {"output_type": "display_data", "metadata": {},
+                       "data": {"text/html": WIDGET_NOTE}}  # fmt: skip
+            outputs.append(out)
+        cell["outputs"] = outputs
+    nb.get("metadata", {}).pop("widgets", None)
+    return nb
+
+
+def machine() -> str:
+    """``2-core Intel(R) Xeon(R) Processor, torch 2.14.1, no GPU``: where outputs were made."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()}-core {cpu}, torch {torch.__version__.split('+')[0]}, {gpu}"
+
+
+def store(notebook: Path, executed: dict, mode: str, seconds: float, notes: list[str]) -> Path:
+    """Write ``executed`` (cleaned, stamped with when, where and how long) to the cache."""
+    source = json.loads(notebook.read_text(encoding="utf-8"))
+    executed = clean(executed)
+    executed.setdefault("metadata", {})["cnnlab_site"] = {
+        "mode": mode,
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": round(seconds, 1),
+        "machine": machine(),
+        "notes": notes,
+    }
+    path = cache_file(notebook, mode, cache_key(source, mode))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{notebook.stem}.*.ipynb"):
+        stale.unlink()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)  # a build killed mid-write leaves no half notebook in the cache
+    return path
+
+
+def execute(notebook: Path, mode: str, notes: list[str]) -> Path:
+    """Run ``notebook`` with nbclient in its folder and cache the result. The kernel gets
+    this process's environment (``python docs/executed.py`` adds the mode's switches).
+
+    Cells tagged ``raises-exception`` may raise (the lessons' broken cells); any other
+    error stops the run with nbclient's ``CellExecutionError``, naming the cell.
+    """
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    start = time.perf_counter()
+    nbclient.NotebookClient(
+        nb, timeout=None, kernel_name="python3",
+        resources={"metadata": {"path": str(notebook.parent)}},
+    ).execute()  # fmt: skip
+    return store(
+        notebook, json.loads(nbformat.writes(nb)), mode, time.perf_counter() - start, notes
+    )
+
+
+if __name__ == "__main__":  # python docs/executed.py NOTEBOOK MODE '["note", ...]'
+    import sys
+
+    mode = sys.argv[2]
+    for name, value in (MODES[mode] | KERNEL_ENV).items():
+        os.environ.setdefault(name, value)  # the caller's values win
+    print(execute(Path(sys.argv[1]).resolve(), mode, json.loads(sys.argv[3])))
