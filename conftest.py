@@ -30,7 +30,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 os.environ.setdefault("TQDM_MININTERVAL", "5")
 os.environ.setdefault("CNNLAB_PROGRESS", "text")
 
-_spec = importlib.util.spec_from_file_location("executed", Path(__file__).parent / "docs/executed.py")
+_spec = importlib.util.spec_from_file_location(
+    "executed", Path(__file__).parent / "docs/executed.py"
+)
 executed = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(executed)
 
