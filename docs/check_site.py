@@ -7,9 +7,9 @@ headless Chromium, and fail on what a reader would see as broken.
 Fails on: a JavaScript console error or uncaught exception, a request that fails or
 leaves 127.0.0.1 (the site must work offline), an image that does not load, math left as
 raw ``$...$`` or not typeset, a chapter with fewer figures than its notebook made, an
-error output in a cell not tagged ``raises-exception``, a page without (smoke) or with
-(full) the smoke banner, a broken internal link or anchor, and search finding nothing
-for "Grad-CAM". Uses Playwright with Debian's ``chromium`` (``$CHROMIUM`` overrides).
+error output in a cell not tagged ``raises-exception``, a solution shown open, a page
+without (smoke) or with (full) the smoke banner, a broken internal link or anchor, and
+search finding nothing for "Grad-CAM". Uses Playwright with Debian's ``chromium`` (``$CHROMIUM`` overrides).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ PAGE_FACTS = """() => {
     broken_images: [...document.images].filter(i => !i.complete || i.naturalWidth === 0)
       .map(i => i.getAttribute('src')),
     figures: document.querySelectorAll('.cell_output img').length,
+    open_solutions: document.querySelectorAll('main details[open]').length,
     banner: (document.querySelector('.bd-header-announcement') || {}).textContent || '',
   };
 }"""
@@ -150,6 +151,8 @@ def check(site: Path, expect_smoke: bool, shots: Path | None, chapters: list[str
         problems += [f"{name}: math not typeset {m!r}" for m in f["untypeset"]]
         problems += [f"{name}: error output: {e}" for e in f["errors"]]
         problems += [f"{name}: image does not load: {s}" for s in f["broken_images"]]
+        if f["open_solutions"]:
+            problems.append(f"{name}: {f['open_solutions']} solutions shown open")
         if expect_smoke != ("Smoke build" in f["banner"]):
             problems.append(f"{name}: smoke banner {'missing' if expect_smoke else 'present'}")
         want = manifest["figures"].get(name)

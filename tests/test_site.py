@@ -131,6 +131,7 @@ BROKEN_PAGE = """<!doctype html><html><head><title>t</title></head><body><main>
 <div class="cell"><div class="cell_output"><div class="output traceback">Traceback: boom</div></div></div>
 <div class="cell tag_raises-exception"><div class="cell_output"><div class="output traceback">
 Traceback: taught</div></div></div>
+<details open><summary>Solution</summary>given away</details>
 <script>console.error("a script broke")</script>
 </main></body></html>"""
 
@@ -159,6 +160,7 @@ def test_browser_check_finds_every_kind_of_defect(tmp_path):
         "index.html: broken anchor index.html#nowhere",
         "index.html: image does not load: absent.png",
         "index.html: error output: Traceback: boom",
+        "index.html: 1 solutions shown open",
         "notebooks/01_x.html: smoke banner missing",
         "notebooks/01_x.html: 0 figures shown, the notebook made 2",
         "notebooks/02_y.html: chapter page missing",
