@@ -84,8 +84,11 @@ def kernel_env(mode: str, args: argparse.Namespace, jobs: int) -> tuple[dict, li
 
 def run_notebooks(todo: list[Path], mode: str, env: dict, notes: list[str], jobs: int,
                   offline: list[str]) -> None:  # fmt: skip
-    """Execute ``todo`` (``jobs`` at a time), each in its own process; stop at a failure.
-    Notebooks numbered in ``offline`` run with ``CNNLAB_OFFLINE=1`` and say so."""
+    """Execute ``todo`` (``jobs`` at a time), each in its own process, and cache each one
+    that passes, so that running the command again (after a failure or an interruption)
+    runs only the rest. A failure stops the build once the others have run, with the
+    failing cell's error. Notebooks numbered in ``offline`` run with ``CNNLAB_OFFLINE=1``
+    and say so."""
 
     def one(notebook: Path) -> tuple[Path, float, str]:
         start = time.perf_counter()
@@ -175,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "site.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     pages = len(list(args.out.rglob("*.html")))
     counts = made["counts"]
+    chapters = [args.out / page for page in made["figures"]]
+    counts["tables"] = sum(p.read_text(encoding="utf-8").count("<table") for p in chapters)
     print(f"{args.mode} site in {args.out}: {pages} pages, "
           + ", ".join(f"{v} {k}" for k, v in counts.items())
           + f"; {time.perf_counter() - start:.0f} s in all")  # fmt: skip
