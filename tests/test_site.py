@@ -169,3 +169,19 @@ def test_browser_check_finds_every_kind_of_defect(tmp_path):
         assert expected in problems
     assert "taught" not in problems  # a cell tagged raises-exception may show its error
     assert "#here" not in problems
+
+
+def test_a_build_killed_while_storing_leaves_no_half_notebook(tmp_path, monkeypatch):
+    """The copy is written beside its final name and renamed: killed in between, the cache
+    holds no entry for the notebook, so the next build runs it again."""
+    monkeypatch.setattr(executed, "CACHE", tmp_path / "cache")
+    notebook = tmp_path / "02_demo.ipynb"
+    notebook.write_text(json.dumps(_nb(("code", "train()"))))
+
+    def killed(self, target):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        executed.store(notebook, _nb(("code", "train()")), "full", 60.0, [])
+    assert executed.cached(notebook, "full") is None
