@@ -24,21 +24,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from executed import MODES, NOTEBOOKS, ROOT, cached, machine  # noqa: E402
+from executed import (  # noqa: E402
+    MODES,
+    NOTEBOOKS,
+    OFFLINE_NOTE,
+    ROOT,
+    WEIGHTS_NOTE,
+    cached,
+    machine,
+    uses_pretrained_weights,
+)
 from pages import assemble, repository  # noqa: E402
 
 NO_NETWORK = {k: "http://127.0.0.1:9" for k in ("http_proxy", "https_proxy", "HTTP_PROXY",
                                                  "HTTPS_PROXY")}  # fmt: skip
-WEIGHTS_NOTE = (
-    "Pretrained weights could not be downloaded on the machine that built these pages: "
-    "random weights stood in for them, so results of pretrained networks on this page are "
-    "those of random ones. On your machine, online, the notebook downloads the real weights."
-)
-OFFLINE_NOTE = (
-    "Its data could not be downloaded on the machine that built these pages, so this chapter "
-    "ran with `CNNLAB_OFFLINE=1`: generated stand-in data and random weights, each announced "
-    "by a banner in the outputs. Online, the notebook uses the real data."
-)
 
 
 def stand_in_weights(folder: Path) -> None:
@@ -76,7 +75,7 @@ def kernel_env(mode: str, args: argparse.Namespace, jobs: int) -> tuple[dict, li
             folder = ROOT / "_build" / "stand-in-weights"
             stand_in_weights(folder)
             env["TORCH_HOME"] = str(folder)
-            notes.append(WEIGHTS_NOTE)
+            notes.append(WEIGHTS_NOTE)  # for the chapters that load pretrained weights
     if jobs > 1:  # each kernel its share of the cores, or they fight over them
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     return env, notes
@@ -93,9 +92,10 @@ def run_notebooks(todo: list[Path], mode: str, env: dict, notes: list[str], jobs
     def one(notebook: Path) -> tuple[Path, float, str]:
         start = time.perf_counter()
         alone = notebook.name[:2] in offline
+        said = [n for n in notes if n != WEIGHTS_NOTE or uses_pretrained_weights(notebook)]
         done = subprocess.run(
             [sys.executable, str(Path(__file__).parent / "executed.py"), str(notebook), mode,
-             json.dumps(notes + [OFFLINE_NOTE] * alone)],
+             json.dumps(said + [OFFLINE_NOTE] * alone)],
             env=env | {"CNNLAB_OFFLINE": "1"} if alone else env, capture_output=True, text=True,
             check=False,
         )  # fmt: skip

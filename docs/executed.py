@@ -40,6 +40,26 @@ WIDGET_NOTE = (
 )
 
 
+WEIGHTS_NOTE = (
+    "Pretrained weights could not be downloaded on the machine that built these pages: "
+    "random weights stood in for them, so results of pretrained networks on this page are "
+    "those of random ones. On your machine, online, the notebook downloads the real weights."
+)
+OFFLINE_NOTE = (
+    "Its data could not be downloaded on the machine that built these pages, so this chapter "
+    "ran with `CNNLAB_OFFLINE=1`: generated stand-in data and random weights, each announced "
+    "by a banner in the outputs. Online, the notebook uses the real data."
+)
+
+
+def uses_pretrained_weights(notebook: Path) -> bool:
+    """Whether the notebook's code asks for pretrained weights (so that a build with
+    stand-in weights must say so on its page)."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    code = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
+    return "build_transfer_model" in code or re.search(r"weights=(?!None)", code) is not None
+
+
 def _source(cell: dict) -> str:
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else source

@@ -185,3 +185,15 @@ def test_a_build_killed_while_storing_leaves_no_half_notebook(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         executed.store(notebook, _nb(("code", "train()")), "full", 60.0, [])
     assert executed.cached(notebook, "full") is None
+
+
+@pytest.mark.parametrize(("code", "says"), [
+    ('tm = build_transfer_model("resnet18", 10)', True),
+    ('get_model("resnet18", weights="DEFAULT")', True),
+    ('resnet50(weights=None)', False),
+    ("model = SimpleCNN()", False),
+])  # fmt: skip
+def test_the_stand_in_weights_note_goes_where_pretrained_weights_are_loaded(tmp_path, code, says):
+    notebook = tmp_path / "03_demo.ipynb"
+    notebook.write_text(json.dumps(_nb(("markdown", "weights=DEFAULT in prose"), ("code", code))))
+    assert executed.uses_pretrained_weights(notebook) is says
