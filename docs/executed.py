@@ -96,12 +96,36 @@ def mode_of_environment() -> str | None:
     return None
 
 
-_CR = re.compile(r"^.*\r(?=[^\n])", re.MULTILINE)
+_CONTROL = re.compile(r"(\r\n|\r|\n|\x1b\[\d*A)")
+
+
+def terminal(text: str) -> str:
+    r"""What a terminal shows once ``text`` has been written to it: a carriage return goes
+    back to the start of the line, ``ESC[nA`` up n lines (tqdm redraws a bar in place,
+    and nested bars this way); lines a closed bar blanked out are dropped.
+
+    >>> terminal("epochs: 0/2\n batch 1\x1b[A\n batch 2\x1b[A\repochs: 2/2\n")
+    'epochs: 2/2\n batch 2'
+    """
+    lines: list[list[str]] = [[]]
+    row = col = 0
+    for token in _CONTROL.split(text):
+        if token in ("\n", "\r\n"):
+            row, col = row + 1, 0
+            lines += [[] for _ in range(row + 1 - len(lines))]
+        elif token == "\r":
+            col = 0
+        elif token.startswith("\x1b["):
+            row = max(0, row - int(token[2:-1] or 1))
+        elif token:
+            lines[row][col : col + len(token)] = token
+            col += len(token)
+    shown = ["".join(line).rstrip() for line in lines if not line or "".join(line).strip()]
+    return "\n".join(shown)
 
 
 def _merge_streams(outputs: list[dict]) -> list[dict]:
-    """Consecutive stream outputs of one name merged, each line kept at its last state
-    (a text progress bar redraws its line with carriage returns)."""
+    """Consecutive stream outputs of one name merged, and shown as a terminal would."""
     merged: list[dict] = []
     for out in outputs:
         if out.get("output_type") == "stream" and merged \
@@ -114,7 +138,7 @@ def _merge_streams(outputs: list[dict]) -> list[dict]:
             merged.append(dict(out))
     for out in merged:
         if out.get("output_type") == "stream":
-            out["text"] = _CR.sub("", _source({"source": out["text"]}).replace("\r\n", "\n"))
+            out["text"] = terminal(_source({"source": out["text"]}))
     return merged
 
 

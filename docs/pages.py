@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from executed import NOTEBOOKS, ROOT
+from executed import NOTEBOOKS, ROOT, clean
 
 COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]*)\)")
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
@@ -73,7 +73,7 @@ def chapter_info(nb: dict, colab: str, download: str) -> str:
 def chapter(executed: Path, source: Path, out: Path, pages: set[str], repo: str) -> int:
     """Write one chapter: the executed notebook with its links fixed and the info line
     after the title. Returns the number of figures in its outputs."""
-    nb = json.loads(executed.read_text(encoding="utf-8"))
+    nb = clean(json.loads(executed.read_text(encoding="utf-8")))  # as today's clean-up shows it
     colab = ""
     for cell in nb["cells"]:
         if cell["cell_type"] != "markdown":

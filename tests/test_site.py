@@ -48,6 +48,17 @@ def test_clean_keeps_a_progress_bar_at_its_last_state_and_merges_streams():
     assert outputs[0]["text"] == "epochs: 100%|##| 2/2\n"
 
 
+def test_nested_progress_bars_end_as_a_terminal_shows_them():
+    """tqdm redraws a bar with a carriage return, and a nested bar one line down, coming back
+    up with ESC[A; a bar closed with leave=False is blanked out. The page shows the end."""
+    stream = (
+        "\repochs:   0%| | 0/2\n\repoch 1:  50%| | 1/2\x1b[A\n\repoch 1: 100%| | 2/2\x1b[A"
+        "\n\r                    \x1b[A\repochs:  50%| | 1/2\n\repoch 2: 100%| | 2/2\x1b[A"
+        "\n\r                    \x1b[A\repochs: 100%| | 2/2\ndone\n"
+    )
+    assert executed.terminal(stream) == "epochs: 100%| | 2/2\ndone\n"
+
+
 def test_clean_replaces_widgets_by_a_note_and_drops_their_state():
     nb = _nb(("code", "interact(f)"))
     nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
