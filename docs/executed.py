@@ -139,7 +139,8 @@ def _merge_streams(outputs: list[dict]) -> list[dict]:
     for out in merged:
         if out.get("output_type") == "stream":
             out["text"] = terminal(_source({"source": out["text"]}))
-    return merged
+    # a stream that only drew bars which were then cleared shows nothing: no empty box
+    return [o for o in merged if o.get("output_type") != "stream" or o["text"].strip()]
 
 
 def clean(nb: dict) -> dict:

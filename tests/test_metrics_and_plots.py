@@ -1,5 +1,7 @@
 import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -108,3 +110,20 @@ def test_show_misclassified_takes_mistakes_from_every_class_of_a_sorted_test_set
                              mean=None, std=None)  # fmt: skip
     truths = {ax.get_title().split("(")[1].rstrip(")") for ax in fig.axes if ax.get_title()}
     assert truths == {str(c) for c in range(1, 10)}  # nine classes, one mistake each
+
+
+@pytest.mark.parametrize("rows", [1, 8])
+def test_explanations_colour_bar_sits_under_the_maps_without_an_empty_band(rows):
+    """The colour bar's pad is a fraction of the maps' height: with matplotlib's default,
+    eight rows left almost an inch of blank figure above it (seen on the course's site)."""
+    from cnnlab.plots import plot_explanations
+
+    x = torch.rand(rows, 3, 32, 32)
+    maps = {name: torch.rand(rows, 32, 32) for name in ("saliency", "Grad-CAM")}
+    fig = plot_explanations(x, maps, titles=["cat (dog)"] * rows, mean=None, std=None)
+    fig.canvas.draw()
+    images = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    (bar,) = [a for a in fig.axes if a.get_label() == "<colorbar>"]
+    gap = (min(a.get_tightbbox().y0 for a in images) - bar.get_tightbbox().y1) / fig.dpi
+    assert 0 < gap < 0.2, f"{gap:.2f} inches between the maps and their colour bar"
+    plt.close(fig)

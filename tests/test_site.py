@@ -57,6 +57,10 @@ def test_nested_progress_bars_end_as_a_terminal_shows_them():
         "\n\r                    \x1b[A\repochs: 100%| | 2/2\ndone\n"
     )
     assert executed.terminal(stream) == "epochs: 100%| | 2/2\ndone\n"
+    nb = _nb(("code", "decode()"))
+    nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stderr",
+                                  "text": "\rdecoding: 50%\r              \r"}]  # fmt: skip
+    assert executed.clean(nb)["cells"][0]["outputs"] == []  # no empty box on the page
 
 
 def test_clean_replaces_widgets_by_a_note_and_drops_their_state():
