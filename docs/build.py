@@ -6,7 +6,7 @@ the glossary and the API reference, as static pages that work offline.
 
 Executed notebooks are cached in ``_build/site-cache/<mode>/`` by their code cells'
 content (``docs/executed.py``): a rebuild re-runs only the notebooks whose code changed
-(``--rerun`` runs them all). ``pytest`` fills the smoke cache as it tests the notebooks.
+(``--rerun`` runs them all, ``--rerun 07`` one). ``pytest`` fills the smoke cache as it tests the notebooks.
 Needs ``pip install -e ".[site]"``. Nothing is downloaded while building: the build runs
 with an unreachable proxy, so any attempt fails loudly instead of fetching.
 """
@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "_site", help="default: %(default)s")
     parser.add_argument("--jobs", type=int, default=None,
                         help="notebooks run at once (default: 2 for smoke, 1 for full)")  # fmt: skip
-    parser.add_argument("--rerun", action="store_true", help="ignore the cache")
+    parser.add_argument("--rerun", nargs="*", metavar="NN", default=None,
+                        help="run these chapters again (none named: all), e.g. after a change "
+                        "to cnnlab itself, which the cache does not see")  # fmt: skip
     parser.add_argument("--require-cache", action="store_true",
                         help="fail instead of executing (CI: pytest has just run them all)")  # fmt: skip
     parser.add_argument("--cifar10", help="full: a CIFAR-10 ImageFolder copy or .tar.gz "
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     jobs = args.jobs or (2 if args.mode == "smoke" else 1)
     notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    todo = [nb for nb in notebooks if args.rerun or cached(nb, args.mode) is None]
+    again = [] if args.rerun is None else args.rerun or [nb.name[:2] for nb in notebooks]
+    todo = [nb for nb in notebooks if nb.name[:2] in again or cached(nb, args.mode) is None]
     print(f"{args.mode} site on {machine()}: {len(notebooks) - len(todo)} notebooks from "
           f"the cache, {len(todo)} to run", flush=True)  # fmt: skip
     if todo and args.require_cache:
