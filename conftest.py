@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from nbval.kernel import RunningKernel
 
 os.environ.setdefault("CNNLAB_FAST", "1")
 os.environ.setdefault("CNNLAB_OFFLINE", "1")
@@ -29,6 +30,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # No progress-bar widgets in headless kernels' output; plain text bars are kept.
 os.environ.setdefault("TQDM_MININTERVAL", "5")
 os.environ.setdefault("CNNLAB_PROGRESS", "text")
+
+
+def _execute_as_jupyter_does(self, cell_input, allow_stdin=None):
+    """nbval 0.11 sends cells with ``store_history=False``; IPython then ignores a cell's
+    trailing ``;`` (it reads the cell back from the history), so a figure a cell returned
+    showed twice. JupyterLab, Colab and nbclient store the history: so do we."""
+    return self.kc.execute(cell_input, store_history=True, allow_stdin=allow_stdin,
+                           stop_on_error=False)  # fmt: skip
+
+
+RunningKernel.execute_cell_input = _execute_as_jupyter_does
 
 _spec = importlib.util.spec_from_file_location(
     "executed", Path(__file__).parent / "docs/executed.py"

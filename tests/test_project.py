@@ -152,12 +152,14 @@ def test_pytest_stores_the_notebooks_it_passes_for_the_website(tmp_path):
     `python docs/build.py smoke --require-cache` after `pytest` executes nothing again."""
     from nbformat.v4 import new_code_cell, new_markdown_cell
 
-    cells = [new_markdown_cell("# Lesson"), new_code_cell("print('hello')"), new_code_cell("6 * 7")]
+    cells = [new_markdown_cell("# Lesson"), new_code_cell("print('hello')"), new_code_cell("6 * 7"),
+             new_code_cell("6 * 7;")]  # fmt: skip
     out = run_nbval(tmp_path, cells, with_conftest=True)
-    assert "2 passed" in out.stdout, out.stdout[-2000:]
+    assert "3 passed" in out.stdout, out.stdout[-2000:]
     (stored,) = (tmp_path / "_build" / "site-cache" / "smoke").glob("lesson.*.ipynb")
     nb = json.loads(stored.read_text(encoding="utf-8"))
-    first, second = (c for c in nb["cells"] if c["cell_type"] == "code")
+    first, second, quiet = (c for c in nb["cells"] if c["cell_type"] == "code")
+    assert quiet["outputs"] == [], "a trailing ';' hides the result, as in Jupyter"
     assert first["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "hello\n"}]
     assert second["outputs"][0]["data"]["text/plain"] == "42"
     assert second["execution_count"] == second["outputs"][0]["execution_count"] == 2
