@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     # what docs/check_site.py holds the pages to
     manifest = {"mode": args.mode, "figures": made["figures"]}
     (args.out / "site.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    pages = len(list(args.out.rglob("*.html")))
+    pages = sum(
+        not p.relative_to(args.out).parts[0].startswith("_") for p in args.out.rglob("*.html")
+    )
     counts = made["counts"]
     chapters = [args.out / page for page in made["figures"]]
     counts["tables"] = sum(p.read_text(encoding="utf-8").count("<table") for p in chapters)
