@@ -198,6 +198,16 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^python docs/check_site.py _site$", ci, re.M)
 
 
+def test_the_published_site_is_where_github_pages_puts_this_repository():
+    urls = PYPROJECT["project"]["urls"]
+    owner, repo = urls["Homepage"].rstrip("/").split("github.com/", 1)[1].split("/")
+    assert urls["Documentation"] == f"https://{owner}.github.io/{repo}/"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"<{urls['Documentation']}>" in readme
+    workflow = (ROOT / ".github" / "workflows" / "site.yml").read_text(encoding="utf-8")
+    assert "actions/deploy-pages" in workflow and "python docs/build.py full" in workflow
+
+
 ARTEFACTS = ("data", "models", "runs", "checkpoints")
 
 
