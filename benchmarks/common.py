@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from torchvision import datasets
 from torchvision import transforms as T
 
 from cnnlab.data import prepare_cifar10_folder
+from cnnlab.figures import cpu_name
 from cnnlab.models import SimpleCNN
-from cnnlab.settings import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
@@ -35,22 +34,6 @@ def real_cifar10(data: Path) -> Path:
     removed, since figures measured on the stand-in would mean nothing."""
     os.environ.pop("CNNLAB_OFFLINE", None)
     return prepare_cifar10_folder(data)
-
-
-def cpu_name() -> str:
-    """The CPU's model name and its widest vector instructions (they change the speed about
-    3x between the machines these benchmarks run on), e.g. ``AMD EPYC (AVX-512, bf16)``."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                  if line.startswith("model name")), platform.machine())  # fmt: skip
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
-                  if line.startswith("flags")), [])  # fmt: skip
-    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    # ", bf16" exactly when precision="auto" picks bfloat16 on this CPU (the same check)
-    return f"{model} ({vector}{', bf16' if cpu_has_bf16() else ''})"
 
 
 def machine_line(device: str | torch.device = "cpu") -> str:

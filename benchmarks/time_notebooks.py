@@ -21,6 +21,8 @@ from pathlib import Path
 
 from common import DEFAULT_DATA, ROOT, add_data_argument, machine_line, real_cifar10
 
+from cnnlab.figures import duration
+
 
 def run(notebook: Path, env: dict, out: Path, timeout_s: int) -> tuple[float, str]:
     """Seconds to execute ``notebook`` with nbconvert, and "" or the failure."""
@@ -32,14 +34,6 @@ def run(notebook: Path, env: dict, out: Path, timeout_s: int) -> tuple[float, st
     )  # fmt: skip
     seconds = time.perf_counter() - start
     return seconds, "" if done.returncode == 0 else done.stderr[-1500:]
-
-
-def shown(seconds: float) -> str:
-    """As the figure writes it: seconds under two minutes, minutes above."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    minutes = seconds / 60
-    return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
 
 
 def main() -> int:
@@ -60,7 +54,7 @@ def main() -> int:
                   for n in args.full]  # fmt: skip
     for mode, number, env in modes:
         seconds, failure = run(notebooks[number], env, out / mode, args.timeout)
-        status = f"FAILED after {shown(seconds)}:\n{failure}" if failure else shown(seconds)
+        status = f"FAILED after {duration(seconds)}:\n{failure}" if failure else duration(seconds)
         print(f"{number} {mode:<5} {status}", flush=True)
     return 0
 

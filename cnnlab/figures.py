@@ -14,9 +14,13 @@ Example:
 from __future__ import annotations
 
 import json
+import platform
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
+
+from .settings import cpu_has_bf16
 
 
 @dataclass(frozen=True)
@@ -113,3 +117,38 @@ def runtime_line(notebook: str) -> str:
 
 
 __all__ = ["Figure", "figure", "figure_table", "names", "runtime_line"]
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its widest vector instructions (they change the speed about
+    3x between the machines the course is measured on), as every figure's machine line
+    names it.
+
+    Example:
+        >>> cpu_name()  # doctest: +SKIP
+        'AMD EPYC 7B13 (AVX2)'
+    """
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), platform.machine())  # fmt: skip
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])  # fmt: skip
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    # ", bf16" exactly when precision="auto" picks bfloat16 on this CPU (the same check)
+    return f"{model} ({vector}{', bf16' if cpu_has_bf16() else ''})"
+
+
+def duration(seconds: float) -> str:
+    """A run time as the figures write it: seconds under two minutes, then minutes.
+
+    Example:
+        >>> duration(95), duration(373), duration(3286)
+        ('95 s', '6.2 min', '55 min')
+    """
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
 import time
 from datetime import datetime, timezone
@@ -60,9 +59,14 @@ def uses_pretrained_weights(notebook: Path) -> bool:
     return "build_transfer_model" in code or re.search(r"weights=(?!None)", code) is not None
 
 
+def text_of(value: str | list[str]) -> str:
+    """A notebook's multi-line string (a cell's source, a stream's text), stored either
+    way nbformat allows."""
+    return "".join(value) if isinstance(value, list) else value
+
+
 def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else source
+    return text_of(cell.get("source", ""))
 
 
 def cache_key(nb: dict, mode: str) -> str:
@@ -131,14 +135,12 @@ def _merge_streams(outputs: list[dict]) -> list[dict]:
         if out.get("output_type") == "stream" and merged \
                 and merged[-1].get("output_type") == "stream" \
                 and merged[-1]["name"] == out["name"]:  # fmt: skip
-            merged[-1]["text"] = _source({"source": merged[-1]["text"]}) + _source(
-                {"source": out["text"]}
-            )
+            merged[-1]["text"] = text_of(merged[-1]["text"]) + text_of(out["text"])
         else:
             merged.append(dict(out))
     for out in merged:
         if out.get("output_type") == "stream":
-            out["text"] = terminal(_source({"source": out["text"]}))
+            out["text"] = terminal(text_of(out["text"]))
     # a stream that only drew bars which were then cleared shows nothing: no empty box
     return [o for o in merged if o.get("output_type") != "stream" or o["text"].strip()]
 
@@ -163,19 +165,14 @@ def clean(nb: dict) -> dict:
 
 
 def machine() -> str:
-    """``2-core Intel(R) Xeon(R) Processor, torch 2.14.1, no GPU``: where outputs were made."""
+    """``2-core Intel(R) Xeon(R) Processor (AVX-512, bf16), torch 2.14.1, no GPU``: where
+    the outputs were made, as the measured figures name machines."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from cnnlab.figures import cpu_name
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()}-core {cpu}, torch {torch.__version__.split('+')[0]}, {gpu}"
+    return f"{os.cpu_count()}-core {cpu_name()}, torch {torch.__version__.split('+')[0]}, {gpu}"
 
 
 def store(notebook: Path, executed: dict, mode: str, seconds: float, notes: list[str]) -> Path:

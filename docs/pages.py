@@ -14,7 +14,9 @@ import re
 import shutil
 from pathlib import Path
 
-from executed import NOTEBOOKS, ROOT, clean
+from executed import NOTEBOOKS, ROOT, clean, text_of
+
+from cnnlab.figures import duration
 
 COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]*)\)")
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
@@ -48,12 +50,6 @@ def _fix_links(text: str, here: str, pages: set[str], repo: str) -> str:
     return LINK.sub(fix, text)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 600 else f"{seconds / 60:.0f} min"
-
-
 def chapter_info(nb: dict, colab: str, download: str) -> str:
     """The line under a chapter's title: its links, and when, where and how long its
     outputs were computed."""
@@ -64,7 +60,7 @@ def chapter_info(nb: dict, colab: str, download: str) -> str:
         f"[Open in Colab]({colab}) · {{download}}`Download notebook <{download}>`",
         "",
         f"Outputs below: a {run} finished {site['finished']} on a {site['machine']}, "
-        f"in {_duration(site['seconds'])}.",
+        f"in {duration(site['seconds'])}.",
     ]
     lines += ["", *site["notes"]] if site["notes"] else []
     return '<div class="cnnlab-chapter-info">\n\n' + "\n".join(lines) + "\n\n</div>\n"
@@ -78,7 +74,7 @@ def chapter(executed: Path, source: Path, out: Path, pages: set[str], repo: str)
     for cell in nb["cells"]:
         if cell["cell_type"] != "markdown":
             continue
-        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        text = text_of(cell["source"])
         found = COLAB_BADGE.search(text)
         if found:  # the badge's image lives on colab.research.google.com: a link instead
             colab = found.group(1)
