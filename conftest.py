@@ -27,7 +27,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
-# No progress-bar widgets in headless kernels' output; plain text bars are kept.
+# Text progress bars in the kernels (no widgets, as the website's builds run them),
+# redrawn at most every 5 s.
 os.environ.setdefault("TQDM_MININTERVAL", "5")
 os.environ.setdefault("CNNLAB_PROGRESS", "text")
 
@@ -85,7 +86,7 @@ def _keep_outputs(item, cell) -> None:
     last = sum(c.cell_type == "code" for c in notebook.nb.cells) - 1
     if item.cell_num != last or getattr(notebook, "site_failed", True):
         return
-    if executed.mode_of_environment() == "smoke" and os.environ["CNNLAB_PROGRESS"] == "text":
+    if executed.smoke_environment() and os.environ["CNNLAB_PROGRESS"] == "text":
         seconds = time.perf_counter() - notebook.site_start
         executed.store(Path(str(notebook.fspath)), notebook.nb, "smoke", seconds, [])
 

@@ -94,15 +94,15 @@ def test_store_stamps_when_where_how_long_and_replaces_the_stale_copy(tmp_path, 
     assert executed.cached(notebook, "smoke") is None
 
 
-def test_mode_of_environment(monkeypatch):
-    for name in ("CNNLAB_FAST", "CNNLAB_OFFLINE", "CNNLAB_CIFAR10_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    assert executed.mode_of_environment() is None  # online defaults: no cache of ours
+def test_pytest_stores_notebooks_only_in_the_smoke_mode(monkeypatch):
     monkeypatch.setenv("CNNLAB_FAST", "1")
     monkeypatch.setenv("CNNLAB_OFFLINE", "1")
-    assert executed.mode_of_environment() == "smoke"
-    monkeypatch.setenv("CNNLAB_FAST", "0")
-    assert executed.mode_of_environment() is None  # a full run offline is neither mode
+    assert executed.smoke_environment()
+    monkeypatch.setenv("CNNLAB_FAST", "0")  # CNNLAB_FAST=0 pytest: a full run, not ours
+    assert not executed.smoke_environment()
+    monkeypatch.delenv("CNNLAB_OFFLINE")
+    monkeypatch.setenv("CNNLAB_FAST", "1")
+    assert not executed.smoke_environment()
 
 
 def test_links_to_pages_stay_and_other_files_go_to_github():
