@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                         "downloaded run with CNNLAB_OFFLINE=1, said on their page")  # fmt: skip
     parser.add_argument("--stand-in-weights", action="store_true",
                         help="full, offline: random weights where the pretrained ones go, "
-                        "said on every chapter")  # fmt: skip
+                        "said on each chapter that loads them")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         import myst_nb  # noqa: F401
