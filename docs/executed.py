@@ -140,20 +140,42 @@ def _merge_streams(outputs: list[dict]) -> list[dict]:
     return [o for o in merged if o.get("output_type") != "stream" or o["text"].strip()]
 
 
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _widget_outputs(model_id: str, state: dict, seen: set[str]) -> list[dict]:
+    """What Output widgets inside widget ``model_id`` captured (``interact`` shows its
+    function's first result in one), from the widget state nbclient stores."""
+    if model_id in seen or model_id not in state:
+        return []
+    seen.add(model_id)
+    model = state[model_id]
+    found = list(model.get("state", {}).get("outputs", [])) \
+        if model.get("model_name") == "OutputModel" else []  # fmt: skip
+    for child in model.get("state", {}).get("children", []):
+        found += _widget_outputs(str(child).removeprefix("IPY_MODEL_"), state, seen)
+    return found
+
+
 def clean(nb: dict) -> dict:
-    """Outputs made for a page: streams merged, widget views replaced by a note (what a
-    widget first displayed arrives as plain outputs, with nbclient and with nbval alike),
-    the widget state dropped (it would load JavaScript from a CDN)."""
+    """Outputs made for a page: streams merged and shown as a terminal would, a widget
+    replaced by a note followed by what it displayed first (nbval receives that as plain
+    outputs; nbclient, depending on timing, inside the widget's state, which this reads),
+    and the widget state dropped (it would load JavaScript from a CDN)."""
+    state = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
-        outputs = []
+        outputs: list[dict] = []
         for out in _merge_streams(cell.get("outputs", [])):
-            data = out.get("data", {})
-            if WIDGET_VIEW in data:
-                out = {"output_type": "display_data", "metadata": {},
-                       "data": {"text/html": WIDGET_NOTE}}  # fmt: skip
-            outputs.append(out)
+            view = out.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                outputs.append(out)
+                continue
+            outputs.append({"output_type": "display_data", "metadata": {},
+                            "data": {"text/html": WIDGET_NOTE}})  # fmt: skip
+            shown = _widget_outputs(view.get("model_id", ""), state, set())
+            outputs += [o for o in shown if o not in outputs]  # nbval saw them already
         cell["outputs"] = outputs
     nb.get("metadata", {}).pop("widgets", None)
     return nb

@@ -77,6 +77,25 @@ def test_clean_replaces_widgets_by_a_note_and_drops_their_state():
     assert "widgets" not in cleaned["metadata"]
 
 
+def test_what_a_widget_first_showed_is_read_from_its_state_once():
+    """nbclient may file interact's first figure inside the Output widget's state instead of
+    the cell's outputs; the page shows it either way, and never twice."""
+    figure = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBO"}}
+    state = {
+        "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_out"]}},
+        "out": {"model_name": "OutputModel", "state": {"outputs": [figure]}},
+    }
+    view = {"output_type": "display_data", "metadata": {},
+            "data": {executed.WIDGET_VIEW: {"model_id": "box"}}}  # fmt: skip
+    for inline in ([], [figure]):  # in the state only (nbclient), and also inline (nbval)
+        nb = _nb(("code", "interact(f)"))
+        nb["metadata"]["widgets"] = {executed.WIDGET_STATE: {"state": state}}
+        nb["cells"][0]["outputs"] = [*inline, view]
+        outputs = executed.clean(nb)["cells"][0]["outputs"]
+        assert [o for o in outputs if "image/png" in o["data"]] == [figure]
+        assert {"text/html": executed.WIDGET_NOTE} in [o["data"] for o in outputs]
+
+
 def test_store_stamps_when_where_how_long_and_replaces_the_stale_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(executed, "CACHE", tmp_path / "cache")
     notebook = tmp_path / "01_demo.ipynb"
