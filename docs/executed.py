@@ -193,9 +193,10 @@ def machine() -> str:
 
 
 def store(notebook: Path, executed: dict, mode: str, seconds: float, notes: list[str]) -> Path:
-    """Write ``executed`` (cleaned, stamped with when, where and how long) to the cache."""
+    """Write ``executed`` to the cache as it ran (raw streams, widget state: :func:`clean`
+    runs when the page is made, so a better clean-up needs no re-run), stamped with when,
+    where and how long."""
     source = json.loads(notebook.read_text(encoding="utf-8"))
-    executed = clean(executed)
     executed.setdefault("metadata", {})["cnnlab_site"] = {
         "mode": mode,
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

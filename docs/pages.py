@@ -69,7 +69,7 @@ def chapter_info(nb: dict, colab: str, download: str) -> str:
 def chapter(executed: Path, source: Path, out: Path, pages: set[str], repo: str) -> int:
     """Write one chapter: the executed notebook with its links fixed and the info line
     after the title. Returns the number of figures in its outputs."""
-    nb = clean(json.loads(executed.read_text(encoding="utf-8")))  # as today's clean-up shows it
+    nb = clean(json.loads(executed.read_text(encoding="utf-8")))  # the cache keeps raw outputs
     colab = ""
     for cell in nb["cells"]:
         if cell["cell_type"] != "markdown":

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+import executed  # noqa: E402
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -152,13 +155,19 @@ def test_pytest_stores_the_notebooks_it_passes_for_the_website(tmp_path):
     `python docs/build.py smoke --require-cache` after `pytest` executes nothing again."""
     from nbformat.v4 import new_code_cell, new_markdown_cell
 
+    bar = "import sys\nfor s in ('0%\\r', 'bar 1\\n', 'batch\\x1b[A\\r', 'bar 2\\n'): sys.stderr.write(s)"
     cells = [new_markdown_cell("# Lesson"), new_code_cell("print('hello')"), new_code_cell("6 * 7"),
-             new_code_cell("6 * 7;")]  # fmt: skip
+             new_code_cell("6 * 7;"), new_code_cell(bar)]  # fmt: skip
     out = run_nbval(tmp_path, cells, with_conftest=True)
-    assert "3 passed" in out.stdout, out.stdout[-2000:]
+    assert "4 passed" in out.stdout, out.stdout[-2000:]
     (stored,) = (tmp_path / "_build" / "site-cache" / "smoke").glob("lesson.*.ipynb")
     nb = json.loads(stored.read_text(encoding="utf-8"))
-    first, second, quiet = (c for c in nb["cells"] if c["cell_type"] == "code")
+    first, second, quiet, bars = (c for c in nb["cells"] if c["cell_type"] == "code")
+    # stored as the kernel wrote it (nbval would drop what precedes each carriage return);
+    # the page shows the terminal's end state
+    raw = "".join(executed.text_of(o["text"]) for o in bars["outputs"])
+    assert raw == "0%\rbar 1\nbatch\x1b[A\rbar 2\n"
+    assert executed.clean(nb)["cells"][-1]["outputs"][0]["text"] == "bar 2\nbatch"
     assert quiet["outputs"] == [], "a trailing ';' hides the result, as in Jupyter"
     assert first["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "hello\n"}]
     assert second["outputs"][0]["data"]["text/plain"] == "42"
