@@ -144,6 +144,17 @@ TUNING = {
     "batch 1024": {"batch_size": 1024},
     "9 epochs, the first 3 at 24 px": {"epochs": 9, "low_res_epochs": 3},
 }
+# The candidates the 90 % tier (cnnlab.recipes.TIERS) was chosen from, on the same split.
+TIER_TUNING = {
+    "widths 64-128-256, 10 epochs, the first 4 at 24 px": {
+        "widths": (64, 128, 256), "epochs": 10, "low_res_epochs": 4},
+    "widths 64-256-256, 8 epochs, the first 3 at 24 px": {
+        "widths": (64, 256, 256), "epochs": 8, "low_res_epochs": 3},
+    "widths 64-256-256, 10 epochs, the first 4 at 24 px": {
+        "widths": (64, 256, 256), "epochs": 10, "low_res_epochs": 4},
+    "widths 64-256-256, 12 epochs, the first 5 at 24 px": {
+        "widths": (64, 256, 256), "epochs": 12, "low_res_epochs": 5},
+}  # fmt: skip
 # Test-time augmentation needs no run of its own: the recipe's last plain evaluation is the
 # same network without it.
 
@@ -188,6 +199,18 @@ def section_tuning(folder: Path) -> None:
         result = cifar10_fast(train, val, device="cpu", progress=False, **change)
         plain, train_s = result.accuracy[-1], sum(result.history.seconds)
         print(f"{name:<40}{plain:>9.2%}{result.test_accuracy:>8.2%}{train_s:>9.0f}", flush=True)
+
+
+def section_tiers(folder: Path) -> None:
+    print("\n## Choosing the 90 % tier on the validation split (45,000 / 5,000)", flush=True)
+    train, val = validation_split(folder)
+    print(f"{'candidate':<52}{'val acc':>9}{'+TTA':>8}{'train s':>9}  per epoch")
+    for name, change in TIER_TUNING.items():
+        result = cifar10_fast(train, val, device="cpu", progress=False, **change)
+        plain, train_s = result.accuracy[-1], sum(result.history.seconds)
+        curve = " ".join(f"{a:.1%}" for a in result.accuracy)
+        print(f"{name:<52}{plain:>9.2%}{result.test_accuracy:>8.2%}{train_s:>9.0f}  {curve}",
+              flush=True)  # fmt: skip
 
 
 def images_per_second(model: nn.Module, batch_size: int, size: int = 32, steps: int = 4,
@@ -293,14 +316,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_argument(parser)
     parser.add_argument("--only", action="append", choices=("simplecnn", "recipe", "ablation",
-                        "tuning", "scaling", "options", "profile"))  # fmt: skip
+                        "tuning", "tiers", "scaling", "options", "profile"))  # fmt: skip
     parser.add_argument("--epochs", type=int, default=2, help="SimpleCNN comparison epochs")
     parser.add_argument("--recipe-epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     only = set(args.only or ("simplecnn", "recipe", "ablation", "scaling", "options", "profile"))
     device = torch.device(args.device)
-    needs_data = only & {"simplecnn", "recipe", "ablation", "tuning", "profile"}
+    needs_data = only & {"simplecnn", "recipe", "ablation", "tuning", "tiers", "profile"}
     folder = real_cifar10(args.data) if needs_data else None
     print(f"# bench_training_fast, real CIFAR-10 from {args.data}")
     print(machine_line(device))
@@ -318,6 +341,8 @@ def main() -> None:
         section_ablation(folder, args.recipe_epochs)
     if "tuning" in only:
         section_tuning(folder)
+    if "tiers" in only:
+        section_tiers(folder)
     if "scaling" in only:
         section_scaling()
     if "options" in only:

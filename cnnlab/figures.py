@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -35,6 +35,9 @@ class Figure:
     columns: list[str]
     rows: list[list[str]]
     note: str = ""
+    # For figures that have them: each recipe's (seconds, accuracy) points after every
+    # epoch, the last one the final evaluation (cnnlab.plots.plot_time_to_accuracy).
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def caption(self) -> str:
         return f"Measured on {self.date} on {self.machine}, with `{self.command}`."

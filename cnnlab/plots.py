@@ -279,6 +279,40 @@ def plot_strategies(results: Sequence, title: str = "fine-tuning strategies") ->
     return smoke_stamp(fig)
 
 
+def plot_time_to_accuracy(
+    curves: dict[str, Sequence[Sequence[float]]],
+    levels: Sequence[float] = (0.85, 0.90),
+    title: str = "accuracy against training time",
+) -> Figure:
+    """The trade-off curve: accuracy against minutes of training, one line per recipe.
+
+    ``curves`` maps a recipe's name to its ``(seconds, accuracy)`` points after each epoch,
+    the last point being the final evaluation with test-time augmentation (drawn as a
+    star); ``levels`` are drawn as dashed lines. The first recipe to cross a line is the
+    faster one to that accuracy.
+
+    Example:
+        >>> fig = plot_time_to_accuracy({"fast": [(60, 0.7), (120, 0.84), (125, 0.86)]})
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    points = []
+    for name, curve in curves.items():
+        (seconds, accuracy), final = zip(*curve[:-1], strict=True), curve[-1]
+        line = ax.plot([s / 60 for s in seconds], accuracy, "o-", markersize=4, label=name)[0]
+        ax.plot(final[0] / 60, final[1], "*", markersize=12, color=line.get_color())
+        points += [*accuracy, final[1]]
+    for level in levels:
+        ax.axhline(level, color="grey", linestyle="--", linewidth=0.8)
+    ax.plot([], [], "*", color="grey", markersize=10, label="final, with TTA")
+    ax.set(xlabel="training time (minutes)", ylabel="test accuracy", title=title)
+    accuracy_axis(ax, [*points, *levels], span=0.1)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return smoke_stamp(fig)
+
+
 def plot_explanations(
     images: torch.Tensor,
     maps: dict[str, torch.Tensor],

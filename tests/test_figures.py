@@ -39,6 +39,8 @@ def test_the_readme_tables_are_the_measured_figures():
         "fast_recipe",
         "recipe_tuning",
         "recipe_ablation",
+        "tier_tuning",
+        "vs_airbench",
         "distillation",
     } <= shown
 
@@ -74,6 +76,8 @@ def test_notebook_02_and_the_readme_agree_on_the_headline_accuracy():
     ("07_training_fast.ipynb", "fast_recipe"),
     ("07_training_fast.ipynb", "recipe_tuning"),
     ("07_training_fast.ipynb", "recipe_ablation"),
+    ("07_training_fast.ipynb", "tier_tuning"),
+    ("07_training_fast.ipynb", "vs_airbench"),
 ])  # fmt: skip
 def test_notebooks_print_the_headline_figures_the_readme_shows(notebook, name):
     """The fast recipe's accuracy and time, notebook 02's accuracy and the others: the
@@ -83,3 +87,14 @@ def test_notebooks_print_the_headline_figures_the_readme_shows(notebook, name):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f'figure_table(\\"{name}\\")' in text
     assert f"<!-- figure: {name} -->\n{figure(name).markdown()}\n<!-- /figure -->" in readme
+
+
+def test_the_airbench_comparison_keeps_each_recipes_curve_for_the_trade_off_plot():
+    """Notebook 07 draws measured.json's curves: every recipe of the table has one, its last
+    point the final TTA accuracy shown in the table."""
+    f = figure("vs_airbench")
+    assert "airbench94" in f.curves and {"fast", "accurate"} <= set(f.curves)
+    for name, points in f.curves.items():
+        seconds = [s for s, _ in points]
+        assert seconds == sorted(seconds) and all(0 < a < 1 for _, a in points), name
+        assert any(row[1] == name and f"{points[-1][1]:.2%}" in row for row in f.rows), name

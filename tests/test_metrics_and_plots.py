@@ -127,3 +127,22 @@ def test_explanations_colour_bar_sits_under_the_maps_without_an_empty_band(rows)
     gap = (min(a.get_tightbbox().y0 for a in images) - bar.get_tightbbox().y1) / fig.dpi
     assert 0 < gap < 0.2, f"{gap:.2f} inches between the maps and their colour bar"
     plt.close(fig)
+
+
+def test_the_trade_off_curve_draws_each_recipe_in_minutes_with_its_final_point_as_a_star():
+    from cnnlab.plots import plot_time_to_accuracy
+
+    curves = {"airbench94": [(120, 0.62), (600, 0.89), (640, 0.904)],
+              "fast": [(60, 0.71), (180, 0.855), (190, 0.865)]}  # fmt: skip
+    fig = plot_time_to_accuracy(curves, levels=(0.85, 0.90))
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "training time (minutes)" and ax.get_xlim()[0] == 0
+    stars = [line for line in ax.lines if line.get_marker() == "*" and len(line.get_xdata())]
+    assert sorted(float(s.get_xdata()[0]) for s in stars) == [190 / 60, 640 / 60]
+    low, high = ax.get_ylim()
+    assert low <= 0.62 and high >= 0.904  # every point and both levels are on the plot
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["airbench94", "fast", "final, with TTA"]
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks and not any(t.startswith(("-", "−")) for t in ticks)

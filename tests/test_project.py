@@ -46,7 +46,7 @@ def test_environment_yml_matches_pyproject():
             name, spec = _split(dep)
             conda[CONDA_NAMES.get(name, name)] = spec
     assert conda == wanted, "environment.yml and pyproject.toml list different packages or ranges"
-    assert {"pip": ["-e ."]} in env["dependencies"]
+    assert {"pip": ["-e .[benchmarks]"]} in env["dependencies"]
 
 
 def test_ranges_admit_the_torch_we_test_with():
@@ -187,13 +187,13 @@ def test_ci_runs_the_readme_test_command():
     for command in (
         'pip install -e ".[notebooks]"',
         "jupyter lab notebooks/",
-        'pip install -e ".[dev]"',
+        'pip install -e ".[dev,benchmarks]"',
         "pytest",
     ):
         assert command in readme
     assert 'pip install -e ".[site]"' in readme
-    assert re.search(r'^pip install( -q)? -e "\.\[dev,site\]"$', ci, re.M), (
-        "CI must install as the README says (the test and the website extras)"
+    assert re.search(r'^pip install( -q)? -e "\.\[dev,site,benchmarks\]"$', ci, re.M), (
+        "CI must install as the README says (the test, website and benchmarks extras)"
     )
     assert re.search(r"^\s*(python -m )?pytest\b", ci, re.M), (
         "CI must run the README's test command"

@@ -1,5 +1,7 @@
 """The fast recipe, its network and its schedule, on the offline stand-in."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -181,50 +183,6 @@ def test_schedule_survives_a_warm_up_that_rounds_to_every_step(steps, fraction):
     assert all(0.0 <= r <= 0.4 for r in rates) and rates[-1] == 0.0
 
 
-def _fast_run(path, resume=False, stop_after=None):
-    """FastNet with alternating flips and Lookahead, as the recipe trains it, for 4 epochs,
-    checkpointed; ``stop_after``: Ctrl-C at the end of that epoch."""
-    from cnnlab import seed_everything
-    from cnnlab.callbacks import LambdaCallback, Lookahead, ModelCheckpoint
-    from cnnlab.data import TensorLoader
-    from cnnlab.engine import fit
-
-    seed_everything(0)
-    data = decode_images(StandInCIFAR10(size=128))
-    loader = TensorLoader(data, 32, shuffle=True, augment=True, padding=2, flip="alternate",
-                          seed=0, drop_last=True)  # fmt: skip
-    model = FastNet(widths=(8, 16, 16))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
-    callbacks = [ModelCheckpoint(path, resume=resume, overwrite=not resume), Lookahead()]
-
-    def interrupt(state):
-        if state.epoch == stop_after:
-            raise KeyboardInterrupt
-
-    callbacks.append(LambdaCallback(on_epoch_end=interrupt))
-    history = fit(model, loader, TensorLoader(data, 64), epochs=4, optimizer=optimizer,
-                  device="cpu", progress=False, callbacks=callbacks)  # fmt: skip
-    return history, model
-
-
-def test_an_interrupted_fast_run_resumes_as_if_uninterrupted(tmp_path):
-    """Re-running after an interruption gives the uninterrupted run's history and weights:
-    the alternating flips pick up at the right epoch (fit tells the loader), with the
-    recipe's Lookahead in the run."""
-    from cnnlab import seed_everything
-
-    straight, straight_model = _fast_run(tmp_path / "straight.pt")
-    with pytest.raises(KeyboardInterrupt):
-        _fast_run(tmp_path / "run.pt", stop_after=2)
-    seed_everything(123)  # a new session: the global generators are anywhere
-    resumed, resumed_model = _fast_run(tmp_path / "run.pt", resume=True)
-    assert resumed.epoch == [1, 2, 3, 4]
-    assert resumed.train_loss == straight.train_loss
-    assert resumed.val_acc == straight.val_acc
-    for name, value in straight_model.state_dict().items():
-        assert torch.equal(resumed_model.state_dict()[name], value), name
-
-
 def test_the_whitening_images_come_from_every_class_of_a_folder_sorted_by_class(monkeypatch):
     """An ImageFolder copy of CIFAR-10 lists its images class by class: the first 5,000
     would be the first classes only. The recipe draws them at random, with its seed."""
@@ -240,3 +198,52 @@ def test_the_whitening_images_come_from_every_class_of_a_folder_sorted_by_class(
     make_fast_model(FastRecipe(widths=(8, 8, 8)), loader, 10)
     classes = (seen[0][:, 0, 0, 0] * loader.std[0, 0, 0] + loader.mean[0, 0, 0]) * 255 / 20
     assert len(seen[0]) == 5000 and classes.round().unique().numel() == 10
+
+
+@pytest.mark.parametrize("tier", ["fast", "accurate"])
+def test_each_tier_resumes_exactly_after_an_interruption(tier, tmp_path):
+    """The tiers as learners run them: ``cifar10_fast(recipe=tier, checkpoint=...)``,
+    Ctrl-C after the first epoch, the same call again in a new session. The resumed run
+    ends as the uninterrupted one: per-epoch accuracies, final TTA accuracy, History and
+    weights, with the alternating flips, the whitening bias freeze, Lookahead and (the
+    accurate tier) the 24-px epochs across the break. Narrow widths keep it to seconds;
+    nothing in a resume depends on them."""
+    from cnnlab.callbacks import LambdaCallback
+    from cnnlab.recipes import TIERS
+
+    assert list(TIERS) == ["fast", "accurate"]  # the test covers every tier
+    train = decode_images(StandInCIFAR10(size=256))
+    test = decode_images(StandInCIFAR10(size=128, train=False))
+    options = {"epochs": 3, "batch_size": 64, "widths": (8, 16, 16), "device": "cpu",
+               "progress": False}  # fmt: skip
+
+    def interrupt(state):
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+    straight = cifar10_fast(train, test, tier, checkpoint=tmp_path / "straight.pt", **options)
+    with pytest.raises(KeyboardInterrupt):
+        cifar10_fast(train, test, tier, checkpoint=tmp_path / "run.pt",
+                     callbacks=[LambdaCallback(on_epoch_end=interrupt)], **options)  # fmt: skip
+    from cnnlab import seed_everything
+
+    seed_everything(123)  # a new session: the global generators are anywhere
+    resumed = cifar10_fast(train, test, tier, checkpoint=tmp_path / "run.pt", **options)
+    assert resumed.recipe == replace(TIERS[tier], epochs=3, batch_size=64, widths=(8, 16, 16))
+    assert resumed.history.epoch == [1, 2, 3]
+    assert resumed.accuracy == straight.accuracy
+    assert resumed.test_accuracy == straight.test_accuracy
+    assert resumed.history.train_loss == straight.history.train_loss
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+    if tier == "accurate":  # epochs 1-2 at 24 px (interrupted between them), then 32 px
+        assert TIERS[tier].low_res_epochs >= 2
+
+
+def test_a_tier_is_named_and_an_unknown_name_lists_the_tiers():
+    from cnnlab.errors import ConfigurationError
+    from cnnlab.recipes import TIERS, recipe_tier
+
+    assert recipe_tier("fast") == FastRecipe() and recipe_tier("accurate") is TIERS["accurate"]
+    with pytest.raises(ConfigurationError, match="'fast', 'accurate'"):
+        cifar10_fast(None, None, "fastest", epochs=1)

@@ -1,0 +1,78 @@
+"""benchmarks/bench_vs_airbench.py: its CPU port of airbench94 runs, and its JSON is what
+the issue promised other tools (``.ci/run`` installs the ``benchmarks`` extra)."""
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        yield importlib.import_module("bench_vs_airbench")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_time_to_a_level_is_the_first_epoch_or_the_final_evaluation_that_reaches_it(bench):
+    run = {"curve": [(10.0, 0.70), (20.0, 0.86), (30.0, 0.84)], "final_tta": 0.905,
+           "seconds": 31.5, "epochs": 3}  # fmt: skip
+    assert bench.time_to(run, 0.85) == 20.0  # the first epoch past it, not the last
+    assert bench.time_to(run, 0.90) == 31.5  # only the final evaluation (with TTA) got there
+    assert bench.time_to(run, 0.92) is None
+    written = json.loads(json.dumps(bench.as_json({"airbench94": run, "fast": run}, {"fast": 2.0})))
+    assert set(written) == {"airbench94", "fast"}
+    assert written["fast"]["time_to"]["0.85"] == 20.0 and written["fast"]["time_to"]["0.90"] == 31.5
+    assert written["fast"]["time_to"]["0.92"] is None and written["fast"]["final_tta"] == 0.905
+    assert (
+        written["fast"]["float32_factor"] == 2.0 and "float32_factor" not in written["airbench94"]
+    )
+
+
+def test_the_airbench94_port_trains_on_the_cpu_in_bfloat16_and_in_float32(bench, tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """The port of airbench's train loop on a few stand-in batches: accuracy after every
+    epoch, the final TTA one, on the clock; the package's own hyper-parameters, shrunk."""
+    from airbench import lib_airbench94
+
+    from cnnlab.data import StandInCIFAR10, decode_images
+
+    hyp = json.loads(json.dumps(lib_airbench94.hyp))
+    hyp["opt"].update(batch_size=64, train_epochs=1.5)
+    hyp["net"]["widths"] = {"block1": 8, "block2": 16, "block3": 16}
+    monkeypatch.setattr(lib_airbench94, "hyp", hyp)
+    data = decode_images(StandInCIFAR10(size=192))
+    bench.airbench_data(data, data, tmp_path)
+    assert torch.load(tmp_path / "train.pt")["images"].shape == (192, 32, 32, 3)  # NHWC uint8
+    for dtype in (torch.bfloat16, None):
+        torch.manual_seed(0)
+        run = bench.train94_cpu(tmp_path, dtype)
+        assert run["epochs"] == 1.5 and len(run["curve"]) == 2  # 1.5 epochs: two passes
+        assert run["seconds"] >= run["curve"][-1][0] > 0 and 0 <= run["final_tta"] <= 1
+
+
+def test_the_float32_estimate_measures_each_recipes_training_compute(bench, monkeypatch):
+    from airbench import lib_airbench94
+
+    from cnnlab.recipes import FastRecipe
+
+    hyp = json.loads(json.dumps(lib_airbench94.hyp))
+    hyp["net"]["widths"] = {"block1": 8, "block2": 8, "block3": 8}
+    monkeypatch.setattr(lib_airbench94, "hyp", hyp)
+    monkeypatch.setattr(bench, "TIERS", {"tiny": FastRecipe(widths=(8, 8, 8), batch_size=16,
+                                                            epochs=3, low_res_epochs=1)})  # fmt: skip
+    sizes = []
+    real = bench.step_seconds
+    monkeypatch.setattr(bench, "step_seconds", lambda net, batch, px, dtype: sizes.append(
+        (batch, px, dtype)) or real(net, min(batch, 16), px, dtype, steps=1))  # fmt: skip
+    factors = bench.float32_factors(["tiny"], torch.bfloat16)
+    assert set(factors) == {"airbench94", "tiny"} and all(f > 0 for f in factors.values())
+    assert (16, 24, None) in sizes and (16, 32, torch.bfloat16) in sizes  # both sizes, both
+    assert (1024, 32, None) in sizes  # airbench94 at its own batch size
