@@ -22,6 +22,8 @@ Sections (all by default; pick with ``--only``):
                channels_last), one row each, in one run.
 ``tuning``     The candidates the recipe's defaults were chosen from, on the same split
                (not run by default: it trains five recipes).
+``tiers``      The candidates the accurate tier (``cnnlab.recipes.TIERS``) was chosen from,
+               on the same split (not run by default: four runs of a larger network).
 ``scaling``    Training images/s against batch size (SimpleCNN, FastNet), and ResNet-18
                on 32-px inputs against the same images upsampled to 224 px.
 ``options``    SimpleCNN and FastNet at batch 256: plain, channels_last, channels_last with
@@ -191,25 +193,18 @@ def section_ablation(folder: Path, epochs: int | None) -> None:
             )
 
 
-def section_tuning(folder: Path) -> None:
-    print("\n## Choosing the recipe on the validation split (45,000 / 5,000)", flush=True)
+def section_candidates(folder: Path, what: str, candidates: dict[str, dict]) -> None:
+    """Train each candidate on the validation split: plain and TTA accuracy, training
+    time, the accuracy after every epoch."""
+    print(f"\n## Choosing {what} on the validation split (45,000 / 5,000)", flush=True)
     train, val = validation_split(folder)
-    print(f"{'candidate':<40}{'val acc':>9}{'+TTA':>8}{'train s':>9}")
-    for name, change in TUNING.items():
-        result = cifar10_fast(train, val, device="cpu", progress=False, **change)
-        plain, train_s = result.accuracy[-1], sum(result.history.seconds)
-        print(f"{name:<40}{plain:>9.2%}{result.test_accuracy:>8.2%}{train_s:>9.0f}", flush=True)
-
-
-def section_tiers(folder: Path) -> None:
-    print("\n## Choosing the 90 % tier on the validation split (45,000 / 5,000)", flush=True)
-    train, val = validation_split(folder)
-    print(f"{'candidate':<52}{'val acc':>9}{'+TTA':>8}{'train s':>9}  per epoch")
-    for name, change in TIER_TUNING.items():
+    width = max(map(len, candidates)) + 2
+    print(f"{'candidate':<{width}}{'val acc':>9}{'+TTA':>8}{'train s':>9}  per epoch")
+    for name, change in candidates.items():
         result = cifar10_fast(train, val, device="cpu", progress=False, **change)
         plain, train_s = result.accuracy[-1], sum(result.history.seconds)
         curve = " ".join(f"{a:.1%}" for a in result.accuracy)
-        print(f"{name:<52}{plain:>9.2%}{result.test_accuracy:>8.2%}{train_s:>9.0f}  {curve}",
+        print(f"{name:<{width}}{plain:>9.2%}{result.test_accuracy:>8.2%}{train_s:>9.0f}  {curve}",
               flush=True)  # fmt: skip
 
 
@@ -340,9 +335,9 @@ def main() -> None:
     if "ablation" in only:
         section_ablation(folder, args.recipe_epochs)
     if "tuning" in only:
-        section_tuning(folder)
+        section_candidates(folder, "the recipe", TUNING)
     if "tiers" in only:
-        section_tiers(folder)
+        section_candidates(folder, "the accurate tier", TIER_TUNING)
     if "scaling" in only:
         section_scaling()
     if "options" in only:
