@@ -146,7 +146,7 @@ TUNING = {
     "batch 1024": {"batch_size": 1024},
     "9 epochs, the first 3 at 24 px": {"epochs": 9, "low_res_epochs": 3},
 }
-# The candidates the 90 % tier (cnnlab.recipes.TIERS) was chosen from, on the same split.
+# The candidates the accurate tier (cnnlab.recipes.TIERS) was chosen from, on the same split.
 TIER_TUNING = {
     "widths 64-128-256, 10 epochs, the first 4 at 24 px": {
         "widths": (64, 128, 256), "epochs": 10, "low_res_epochs": 4},

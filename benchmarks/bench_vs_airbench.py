@@ -169,12 +169,10 @@ def train94_cpu(data: Path, dtype: torch.dtype | None) -> dict:
 def run_tier(name: str, train: DecodedImages, test: DecodedImages, seed: int) -> dict:
     """One tier of ``cnnlab.recipes.TIERS``, measured as ``cifar10_fast`` measures."""
     result = cifar10_fast(train, test, name, device="cpu", progress=False, seed=seed)
-    elapsed = torch.tensor(result.history.seconds).cumsum(0).tolist()
-    for epoch, (seconds, accuracy) in enumerate(zip(elapsed, result.accuracy, strict=True), 1):
+    for epoch, (seconds, accuracy) in enumerate(result.curve[:-1], 1):
         print(f"  {name} epoch {epoch}: {accuracy:.2%} at {seconds:.0f} s", flush=True)
-    return {"curve": list(zip(elapsed, result.accuracy, strict=True)),
-            "final_tta": result.test_accuracy, "seconds": result.seconds,
-            "epochs": result.recipe.epochs}  # fmt: skip
+    return {"curve": result.curve[:-1], "final_tta": result.test_accuracy,
+            "seconds": result.seconds, "epochs": result.recipe.epochs}  # fmt: skip
 
 
 def step_seconds(

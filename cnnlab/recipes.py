@@ -143,6 +143,14 @@ class FastResult:
     accuracy: list[float] = field(default_factory=list)
     time_to: dict[float, float | None] = field(default_factory=dict)
 
+    @property
+    def curve(self) -> list[tuple[float, float]]:
+        """``(seconds, accuracy)`` after each epoch, then at the end with test-time
+        augmentation: the points of a trade-off curve
+        (:func:`cnnlab.plots.plot_time_to_accuracy`), and what ``time_to`` is read from."""
+        elapsed = itertools.accumulate(self.history.seconds)
+        return [*zip(elapsed, self.accuracy, strict=True), (self.seconds, self.test_accuracy)]
+
     def __str__(self) -> str:
         reached = ", ".join(
             f"{t:.0%} after {s:.0f} s" if s is not None else f"{t:.0%} not reached"
@@ -274,6 +282,10 @@ def cifar10_fast(
     train_loader = TensorLoader(train_data, recipe.batch_size, shuffle=True, augment=True,
                                 padding=recipe.translate, flip=recipe.flip, seed=recipe.seed,
                                 drop_last=True, **options)  # fmt: skip
+    if len(train_loader) == 0:  # every batch is full (drop_last): none at all here
+        raise ConfigurationError(
+            f"{len(train_data.labels)} training images make no full batch of "
+            f"{recipe.batch_size}: pass a smaller batch_size= (or more images)")  # fmt: skip
     test_loader = TensorLoader(test_data, batch_size=1000, **options)
     num_classes = len(train_data.classes) or int(train_data.labels.max()) + 1
     model = make_fast_model(recipe, train_loader, num_classes)
@@ -304,10 +316,8 @@ def cifar10_fast(
     final = evaluate(model, test_loader, device=device, tta_flip=recipe.tta_flip,
                      tta_translate=recipe.tta_translate, precision=recipe.precision,
                      channels_last=recipe.channels_last).accuracy  # fmt: skip
-    elapsed = list(itertools.accumulate(history.seconds))
-    elapsed.append(elapsed[-1] + time.perf_counter() - clock)
-    accuracies = [*accuracy.accuracy, final]
-    time_to = {t: next((s for s, a in zip(elapsed, accuracies, strict=True) if a >= t), None)
-               for t in targets}  # fmt: skip
-    return FastResult(model, history, recipe, str(device), final, elapsed[-1], decode_seconds,
-                      accuracy.accuracy, time_to)  # fmt: skip
+    seconds = sum(history.seconds) + time.perf_counter() - clock
+    result = FastResult(model, history, recipe, str(device), final, seconds, decode_seconds,
+                        accuracy.accuracy)  # fmt: skip
+    result.time_to = {t: next((s for s, a in result.curve if a >= t), None) for t in targets}
+    return result

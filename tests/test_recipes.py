@@ -21,6 +21,8 @@ def test_fast_recipe_learns_the_standin_and_reports_time_to_targets():
     assert result.seconds > sum(result.history.seconds)  # the TTA evaluation is counted
     assert 0 < result.time_to[0.3] <= result.seconds and result.time_to[0.99] is None
     assert "30% after" in str(result) and "99% not reached" in str(result)
+    assert len(result.curve) == 4 and result.curve[-1] == (result.seconds, result.test_accuracy)
+    assert [a for _, a in result.curve[:-1]] == result.accuracy  # the points time_to reads
     assert result.recipe == FastRecipe(epochs=3, batch_size=64)
 
 
@@ -247,3 +249,6 @@ def test_a_tier_is_named_and_an_unknown_name_lists_the_tiers():
     assert recipe_tier("fast") == FastRecipe() and recipe_tier("accurate") is TIERS["accurate"]
     with pytest.raises(ConfigurationError, match="'fast', 'accurate'"):
         cifar10_fast(None, None, "fastest", epochs=1)
+    few = decode_images(StandInCIFAR10(size=100))  # fewer images than one batch of 512
+    with pytest.raises(ConfigurationError, match="100 training images make no full batch of 512"):
+        cifar10_fast(few, few, "accurate", device="cpu", progress=False)
