@@ -43,8 +43,13 @@ import time
 from pathlib import Path
 
 import torch
-from common import add_data_argument, machine_line, real_cifar10, seed_recipe
-from torch import nn
+from common import (
+    add_data_argument,
+    images_per_second,
+    machine_line,
+    real_cifar10,
+    seed_recipe,
+)
 from torch.nn import functional as F
 from torchvision import models
 
@@ -206,27 +211,6 @@ def section_candidates(folder: Path, what: str, candidates: dict[str, dict]) -> 
         curve = " ".join(f"{a:.1%}" for a in result.accuracy)
         print(f"{name:<{width}}{plain:>9.2%}{result.test_accuracy:>8.2%}{train_s:>9.0f}  {curve}",
               flush=True)  # fmt: skip
-
-
-def images_per_second(model: nn.Module, batch_size: int, size: int = 32, steps: int = 4,
-                      channels_last: bool = False, bf16: bool = False) -> float:  # fmt: skip
-    """Training steps on random tensors: compute only, no data loading (``bf16``: under
-    bfloat16 autocast)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.randn(batch_size, 3, size, size), torch.randint(0, 10, (batch_size,))
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    model.train()
-    for step in range(steps + 1):
-        if step == 1:  # the first step allocates and picks kernels
-            start = time.perf_counter()
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return steps * batch_size / (time.perf_counter() - start)
 
 
 def section_scaling() -> None:

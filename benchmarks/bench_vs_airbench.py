@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import add_data_argument, machine_line, real_cifar10, seed_recipe
+from common import add_data_argument, images_per_second, machine_line, real_cifar10, seed_recipe
 from torch import nn
 
 from cnnlab import seed_everything
@@ -175,41 +175,28 @@ def run_tier(name: str, train: DecodedImages, test: DecodedImages, seed: int) ->
             "seconds": result.seconds, "epochs": result.recipe.epochs}  # fmt: skip
 
 
-def step_seconds(
-    model: nn.Module, batch_size: int, size: int, dtype: torch.dtype | None, steps: int = 3
+def compute_seconds(
+    net: nn.Module, batch: int, sizes: list[tuple[int, float]], bf16: bool
 ) -> float:
-    """Seconds per training image of ``model`` (compute only, random tensors, SGD)."""
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    x = torch.randn(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch_size,))
-    model.train()
-    for step in range(steps + 1):
-        if step == 1:  # the first step allocates and picks kernels
-            start = time.perf_counter()
-        with torch.autocast("cpu", dtype or torch.bfloat16, enabled=dtype is not None):
-            loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return (time.perf_counter() - start) / (steps * batch_size)
+    """Training compute of a run, in seconds per image: ``epochs`` at ``px`` for each of
+    ``sizes``, timed on random tensors (:func:`common.images_per_second`)."""
+    return sum(epochs / images_per_second(net, batch, px, steps=3, channels_last=True, bf16=bf16)
+               for px, epochs in sizes if epochs)  # fmt: skip
 
 
-def float32_factors(tiers: list[str], dtype: torch.dtype) -> dict[str, float]:
-    """How much longer each recipe's training would take in float32 than in ``dtype``: the
+def float32_factors(tiers: list[str]) -> dict[str, float]:
+    """How much longer each recipe's training would take in float32 than in bfloat16: the
     ratio of their training steps' compute, weighted by the epochs at each image size (a
     float32 CPU runs the same kernels as this one's float32 path)."""
     from cnnlab.models import FastNet
 
     shapes = {"airbench94": (make_net94_cpu(), 1024, [(32, 9.9)])}
     for name in tiers:
-        tier, low = TIERS[name], min(TIERS[name].low_res_epochs, TIERS[name].epochs - 1)
-        net = FastNet(widths=tier.widths).to(memory_format=torch.channels_last)
-        shapes[name] = (net, tier.batch_size, [(tier.low_res, low), (32, tier.epochs - low)])
-    factors = {}
-    for name, (net, batch_size, sizes) in shapes.items():
-        cost = lambda d: sum(e * step_seconds(net, batch_size, px, d) for px, e in sizes if e)  # noqa: E731,B023
-        factors[name] = cost(None) / cost(dtype)
-    return factors
+        tier, low = TIERS[name], TIERS[name].epochs_at_low_res
+        shapes[name] = (FastNet(widths=tier.widths), tier.batch_size,
+                        [(tier.low_res, low), (32, tier.epochs - low)])  # fmt: skip
+    return {name: compute_seconds(*shape, bf16=False) / compute_seconds(*shape, bf16=True)
+            for name, shape in shapes.items()}  # fmt: skip
 
 
 def time_to(run: dict, level: float) -> float | None:
@@ -285,7 +272,7 @@ def main() -> None:
     for name in args.tiers:
         runs[name] = run_tier(name, train, test, args.seed)
     report(runs, seed_epoch)
-    factors = float32_factors(list(args.tiers), dtype) if dtype is not None else None
+    factors = float32_factors(list(args.tiers)) if dtype is not None else None
     if factors:
         print(
             f"\nestimated for a CPU without {dtype} instructions (float32): each recipe's "

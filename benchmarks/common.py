@@ -82,3 +82,24 @@ def seed_recipe(folder: Path, epochs: int, device: torch.device) -> tuple[float,
             correct += int((predicted == labels).sum())
             total += labels.numel()
     return epochs * len(train_set) / seconds, correct / total
+
+
+def images_per_second(model: nn.Module, batch_size: int, size: int = 32, steps: int = 4,
+                      channels_last: bool = False, bf16: bool = False) -> float:  # fmt: skip
+    """Training steps on random tensors: compute only, no data loading (``bf16``: under
+    bfloat16 autocast)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(batch_size, 3, size, size), torch.randint(0, 10, (batch_size,))
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    model.train()
+    for step in range(steps + 1):
+        if step == 1:  # the first step allocates and picks kernels
+            start = time.perf_counter()
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return steps * batch_size / (time.perf_counter() - start)

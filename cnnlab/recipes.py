@@ -87,6 +87,17 @@ class FastRecipe:
     compile: bool = False
     seed: int = 0
 
+    @property
+    def epochs_at_low_res(self) -> int:
+        """How many of the first epochs train at ``low_res`` px: ``low_res_epochs``, but
+        never the last epoch, which is at full size.
+
+        Example:
+            >>> FastRecipe(epochs=3, low_res_epochs=4).epochs_at_low_res
+            2
+        """
+        return min(self.low_res_epochs, self.epochs - 1)
+
     def sgd_settings(self) -> tuple[float, float, float, float]:
         """``(lr, weight_decay, bias_lr, bias_weight_decay)`` for ``torch.optim.SGD`` with a
         mean loss over batches of ``batch_size``, from the decoupled values.
@@ -295,9 +306,10 @@ def cifar10_fast(
                                     recipe.end_factor)  # fmt: skip
     accuracy = EpochAccuracy(test_loader, recipe.channels_last, recipe.precision)
     callbacks = [accuracy, *callbacks]
-    if recipe.low_res_epochs:
-        low = min(recipe.low_res_epochs, recipe.epochs - 1)  # the last epoch: full size
-        callbacks.append(ProgressiveResizing(train_loader, recipe.low_res, low))
+    if recipe.epochs_at_low_res:
+        callbacks.append(
+            ProgressiveResizing(train_loader, recipe.low_res, recipe.epochs_at_low_res)
+        )
     if recipe.whiten:
         bias = model.stem[0].bias
         callbacks.append(LambdaCallback(on_epoch_start=lambda state: bias.requires_grad_(

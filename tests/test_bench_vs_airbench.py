@@ -69,10 +69,14 @@ def test_the_float32_estimate_measures_each_recipes_training_compute(bench, monk
     monkeypatch.setattr(bench, "TIERS", {"tiny": FastRecipe(widths=(8, 8, 8), batch_size=16,
                                                             epochs=3, low_res_epochs=1)})  # fmt: skip
     sizes = []
-    real = bench.step_seconds
-    monkeypatch.setattr(bench, "step_seconds", lambda net, batch, px, dtype: sizes.append(
-        (batch, px, dtype)) or real(net, min(batch, 16), px, dtype, steps=1))  # fmt: skip
-    factors = bench.float32_factors(["tiny"], torch.bfloat16)
+    real = bench.images_per_second
+
+    def measured(net, batch, px, steps, channels_last, bf16):
+        sizes.append((batch, px, bf16))
+        return real(net, min(batch, 16), px, steps=1, channels_last=channels_last, bf16=bf16)
+
+    monkeypatch.setattr(bench, "images_per_second", measured)
+    factors = bench.float32_factors(["tiny"])
     assert set(factors) == {"airbench94", "tiny"} and all(f > 0 for f in factors.values())
-    assert (16, 24, None) in sizes and (16, 32, torch.bfloat16) in sizes  # both sizes, both
-    assert (1024, 32, None) in sizes  # airbench94 at its own batch size
+    assert (16, 24, False) in sizes and (16, 32, True) in sizes  # both sizes, both precisions
+    assert (1024, 32, False) in sizes  # airbench94 at its own batch size
