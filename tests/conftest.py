@@ -1,6 +1,11 @@
-"""Shared fixtures: tiny stand-in data sets and loaders, a headless matplotlib."""
+"""Shared fixtures: tiny stand-in data sets and loaders, a headless matplotlib, a folder
+in memory for large model files."""
 
 from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -16,6 +21,23 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.fixture
+def ram_tmp_path(tmp_path):
+    """A fresh folder in memory (``/dev/shm``) where the machine has one with room, else
+    ``tmp_path``; removed after the test. For model files of hundreds of megabytes (VGG-16
+    with its optimizer state writes 2 GB), which a virtual machine's disk takes many
+    seconds to write: what the tests check is the files' contents, not the disk."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shutil.disk_usage(shm).free < 8 * 2**30:
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cnnlab-test-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@ offers: one model registry (cnnlab.registry) behind the CLI's choices, make_reci
 loading a model file, so no architecture is offered that cannot be trained and loaded.
 Smoke-sized: one epoch on a few generated images, torchvision models with random weights
 (the offline switch), at 32 px where the network takes it (64 for AlexNet, whose stride-4
-stem and three pools need 63, and 80 for Inception v3, which needs 75)."""
+stem and three pools need 63, and 80 for Inception v3, which needs 75). The model files go
+to a folder in memory where the machine has one (`ram_tmp_path`)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,11 @@ def photos(tmp_path_factory):
 
 
 @pytest.mark.parametrize("arch", _offered())
-def test_train_then_predict(arch, photos, tmp_path, monkeypatch, capsys):
+def test_train_then_predict(arch, photos, ram_tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CNNLAB_FAST", "1")
     monkeypatch.setenv("CNNLAB_OFFLINE", "1")
     size = {"alexnet": "64", "inception_v3": "80"}.get(arch, "32")
-    out = tmp_path / "m.pt"
+    out = ram_tmp_path / "m.pt"  # VGG-16's files are 2 GB: in memory where there is room
     assert main(["train", "--folder", str(photos), "--arch", arch, "--epochs", "1",
                  "--batch-size", "4", "--size", size, "--out", str(out)]) == 0  # fmt: skip
     capsys.readouterr()

@@ -14,6 +14,24 @@ def test_same_seed_same_data_other_seed_other_data():
     assert not np.array_equal(a, c)
 
 
+def test_a_split_is_generated_once_per_process_and_each_caller_gets_its_own_copy():
+    from cnnlab.data import standin
+
+    standin._generated.cache_clear()
+    a, labels = generate_standin(300, seed=5)
+    a[:] = 0  # a caller that writes into its arrays...
+    labels[:] = 0
+    b, labels_b = generate_standin(300, seed=5)
+    assert standin._generated.cache_info().hits == 1  # ...then asks again: no second drawing
+    assert b.any() and labels_b.any()  # ...changed nobody else's copy
+
+
+def test_a_smoke_run_generates_smaller_default_splits(clean_env):
+    assert (len(StandInCIFAR10(train=True)), len(StandInCIFAR10(train=False))) == (10_000, 2_000)
+    clean_env.setenv("CNNLAB_FAST", "1")
+    assert (len(StandInCIFAR10(train=True)), len(StandInCIFAR10(train=False))) == (4_096, 1_024)
+
+
 def test_images_are_32px_rgb_uint8_and_classes_balanced():
     images, labels = generate_standin(1000, seed=0)
     assert images.shape == (1000, 32, 32, 3) and images.dtype == np.uint8

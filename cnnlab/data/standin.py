@@ -1,9 +1,10 @@
 """A generated stand-in for CIFAR-10, for offline readers, tests and smoke runs.
 
 Ten classes of 32x32 RGB pictures -- filled shapes and textures drawn in random
-colours, at random positions, sizes and angles, with pixel noise. Every image is a
-pure function of ``(seed, split, index)``, so the same seed gives the same data on
-every machine. The classes are easy for a person and learnable for a small CNN
+colours, at random positions, sizes and angles, with pixel noise. A split is a pure
+function of ``(seed, split, size)``, so the same seed gives the same data on every
+machine (and a process draws it once: :func:`generate_standin` keeps the last few).
+The classes are easy for a person and learnable for a small CNN
 (it clearly beats chance within a CPU minute), but not trivial: shapes vary in
 size and angle, colours carry no information, and noise hides fine detail.
 
@@ -14,11 +15,14 @@ items passed through ``transform=``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
+
+from .. import settings
 
 STANDIN_CLASSES = (
     "disk",
@@ -93,13 +97,20 @@ def generate_standin(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``n`` stand-in images and labels, balanced over the ten classes.
 
     Returns ``(images, labels)``: an ``(n, 32, 32, 3)`` uint8 array and an ``(n,)``
-    int64 array. The same ``(n, seed)`` always gives the same arrays.
+    int64 array. The same ``(n, seed)`` always gives the same arrays, generated once per
+    process (a smoke run loads the same split many times) and copied out.
 
     Example:
         >>> images, labels = generate_standin(20, seed=1)
         >>> images.shape, images.dtype, sorted(set(labels.tolist()))[:3]
         ((20, 32, 32, 3), dtype('uint8'), [0, 1, 2])
     """
+    images, labels = _generated(n, seed)
+    return images.copy(), labels.copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _generated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = np.random.default_rng(seed)
@@ -121,6 +132,7 @@ def generate_standin(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         picture = np.where(mask, foreground[idx, None, None, :], background[idx, None, None, :])
         picture = picture + noise[idx] * noise_sigma[idx]
         images[idx] = np.clip(np.rint(picture), 0, 255).astype(np.uint8)
+    images.flags.writeable = labels.flags.writeable = False  # shared by every caller
     return images, labels
 
 
@@ -131,7 +143,8 @@ class StandInCIFAR10(Dataset):
         train: the training split (``True``) or the test split.
         transform: applied to each PIL image, as in torchvision.
         target_transform: applied to each label.
-        size: number of images (default 10,000 for train, 2,000 for test).
+        size: number of images (default 10,000 for train, 2,000 for test; in a smoke run,
+            ``CNNLAB_FAST=1``, 4,096 and 1,024, more than any smoke run takes).
         seed: the data seed; train and test are drawn from different streams.
 
     Example:
@@ -154,8 +167,10 @@ class StandInCIFAR10(Dataset):
         self.train = train
         self.transform = transform
         self.target_transform = target_transform
-        n = size if size is not None else (10_000 if train else 2_000)
-        self.data, labels = generate_standin(n, seed=seed * 2 + (0 if train else 1))
+        if size is None:
+            size = settings.choose(full=10_000, fast=4_096) if train else settings.choose(
+                full=2_000, fast=1_024)  # fmt: skip
+        self.data, labels = generate_standin(size, seed=seed * 2 + (0 if train else 1))
         self.targets = labels.tolist()
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 

@@ -1,5 +1,7 @@
 """One row of the combination test (tests/test_combinations.py): a short FastNet-free run
-on the stand-in with a precision, some of the callbacks, and optionally an interruption
+on the stand-in, shrunk to 16 px (a float16 convolution's backward pass is emulated on a
+CPU, 20 to 100 times slower than float32: pixels are what it costs), with a precision,
+some of the callbacks, and optionally an interruption
 and a resume. Run in-process by the test for one process, and by combo_run.py under
 torchrun for two: the same code on both paths."""
 
@@ -20,7 +22,7 @@ from cnnlab.callbacks import (
     ModelCheckpoint,
     ProgressiveResizing,
 )
-from cnnlab.data import StandInCIFAR10, TensorLoader, decode_images
+from cnnlab.data import DecodedImages, StandInCIFAR10, TensorLoader, decode_images
 from cnnlab.engine import evaluate, fit
 from cnnlab.models import SmallResNet
 
@@ -47,11 +49,17 @@ class Interrupt(Exception):
     """Ctrl-C stand-in, raised after the epoch's checkpoint was written."""
 
 
+def _standin_16px(train: bool, size: int) -> DecodedImages:
+    data = decode_images(StandInCIFAR10(train=train, size=size), cache=False)
+    images = torch.nn.functional.avg_pool2d(data.images.float(), 2).round().to(torch.uint8)
+    return DecodedImages(images, data.labels, data.classes)
+
+
 def _run(row: Row, path: Path, *, resume: bool, stop_after: int | None, seed: int):
     seed_everything(seed + distributed.rank())  # each process its own random state
-    data = decode_images(StandInCIFAR10(size=128), cache=False)
+    data = _standin_16px(train=True, size=128)
     train = TensorLoader(data, 16, shuffle=True, augment=True, padding=2, seed=0, drop_last=True)
-    val = TensorLoader(decode_images(StandInCIFAR10(train=False, size=64), cache=False), 32)
+    val = TensorLoader(_standin_16px(train=False, size=64), 32)
     model = SmallResNet(width=4)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     callbacks = [ModelCheckpoint(path, resume=resume, overwrite=not resume)]
@@ -62,7 +70,7 @@ def _run(row: Row, path: Path, *, resume: bool, stop_after: int | None, seed: in
     if row.gradual:
         callbacks.append(GradualUnfreezing(model, every=1))
     if row.resizing:
-        callbacks.append(ProgressiveResizing(train, size=24, epochs=2))
+        callbacks.append(ProgressiveResizing(train, size=12, epochs=2))
 
     def interrupt(state):
         if state.epoch == stop_after:
