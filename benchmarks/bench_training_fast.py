@@ -22,8 +22,9 @@ Sections (all by default; pick with ``--only``):
                channels_last), one row each, in one run.
 ``tuning``     The candidates the recipe's defaults were chosen from, on the same split
                (not run by default: it trains five recipes).
-``tiers``      The candidates the accurate tier (``cnnlab.recipes.TIERS``) was chosen from,
-               on the same split (not run by default: four runs of a larger network).
+``tiers``      The candidates the larger tiers (``cnnlab.recipes.TIERS``) were chosen from,
+               on the same split (not run by default: six runs of larger networks;
+               ``--tier thorough`` runs one tier's).
 ``scaling``    Training images/s against batch size (SimpleCNN, FastNet), and ResNet-18
                on 32-px inputs against the same images upsampled to 224 px.
 ``options``    SimpleCNN and FastNet at batch 256: plain, channels_last, channels_last with
@@ -151,16 +152,24 @@ TUNING = {
     "batch 1024": {"batch_size": 1024},
     "9 epochs, the first 3 at 24 px": {"epochs": 9, "low_res_epochs": 3},
 }
-# The candidates the accurate tier (cnnlab.recipes.TIERS) was chosen from, on the same split.
+# The candidates each larger tier (cnnlab.recipes.TIERS) was chosen from, on the same split.
 TIER_TUNING = {
-    "widths 64-128-256, 10 epochs, the first 4 at 24 px": {
-        "widths": (64, 128, 256), "epochs": 10, "low_res_epochs": 4},
-    "widths 64-256-256, 8 epochs, the first 3 at 24 px": {
-        "widths": (64, 256, 256), "epochs": 8, "low_res_epochs": 3},
-    "widths 64-256-256, 10 epochs, the first 4 at 24 px": {
-        "widths": (64, 256, 256), "epochs": 10, "low_res_epochs": 4},
-    "widths 64-256-256, 12 epochs, the first 5 at 24 px": {
-        "widths": (64, 256, 256), "epochs": 12, "low_res_epochs": 5},
+    "accurate": {
+        "widths 64-128-256, 10 epochs, the first 4 at 24 px": {
+            "widths": (64, 128, 256), "epochs": 10, "low_res_epochs": 4},
+        "widths 64-256-256, 8 epochs, the first 3 at 24 px": {
+            "widths": (64, 256, 256), "epochs": 8, "low_res_epochs": 3},
+        "widths 64-256-256, 10 epochs, the first 4 at 24 px": {
+            "widths": (64, 256, 256), "epochs": 10, "low_res_epochs": 4},
+        "widths 64-256-256, 12 epochs, the first 5 at 24 px": {
+            "widths": (64, 256, 256), "epochs": 12, "low_res_epochs": 5},
+    },
+    "thorough": {
+        "widths 64-256-256, 16 epochs, the first 6 at 24 px": {
+            "widths": (64, 256, 256), "epochs": 16, "low_res_epochs": 6},
+        "widths 96-256-384, 12 epochs, the first 5 at 24 px": {
+            "widths": (96, 256, 384), "epochs": 12, "low_res_epochs": 5},
+    },
 }  # fmt: skip
 # Test-time augmentation needs no run of its own: the recipe's last plain evaluation is the
 # same network without it.
@@ -296,6 +305,12 @@ def main() -> None:
     add_data_argument(parser)
     parser.add_argument("--only", action="append", choices=("simplecnn", "recipe", "ablation",
                         "tuning", "tiers", "scaling", "options", "profile"))  # fmt: skip
+    parser.add_argument(
+        "--tier",
+        action="append",
+        choices=tuple(TIER_TUNING),
+        help="with --only tiers: this tier's candidates (default: every tier)",
+    )
     parser.add_argument("--epochs", type=int, default=2, help="SimpleCNN comparison epochs")
     parser.add_argument("--recipe-epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--device", default="cpu")
@@ -321,7 +336,8 @@ def main() -> None:
     if "tuning" in only:
         section_candidates(folder, "the recipe", TUNING)
     if "tiers" in only:
-        section_candidates(folder, "the accurate tier", TIER_TUNING)
+        for tier in args.tier or TIER_TUNING:
+            section_candidates(folder, f"the {tier} tier", TIER_TUNING[tier])
     if "scaling" in only:
         section_scaling()
     if "options" in only:

@@ -14,8 +14,10 @@ Each technique can be switched off in :class:`FastRecipe`, which is how
 ``benchmarks/bench_training_fast.py --only ablation`` measures what each one brings.
 
 :data:`TIERS` names the measured recipes, smallest first: ``"fast"`` (the defaults, to
-85 % on the JPEG copy of CIFAR-10 the benchmarks use) and ``"accurate"`` (a wider network,
-more epochs, the first at 24 px, to 90 %); ``cifar10_fast(recipe="accurate")`` picks one.
+85 % on the JPEG copy of CIFAR-10 the benchmarks use), ``"accurate"`` (a wider network,
+more epochs, the first at 24 px, to 90 %) and ``"thorough"`` (wider again at both ends,
+12 epochs: the most accurate, and the slowest); ``cifar10_fast(recipe="accurate")`` picks
+one.
 Their times to each accuracy, next to airbench94's in the same run, are the README's
 ``vs_airbench`` figure (``benchmarks/bench_vs_airbench.py``).
 
@@ -118,6 +120,7 @@ class FastRecipe:
 TIERS: dict[str, FastRecipe] = {
     "fast": FastRecipe(),
     "accurate": FastRecipe(epochs=10, widths=(64, 256, 256), low_res_epochs=4),
+    "thorough": FastRecipe(epochs=12, widths=(96, 256, 384), low_res_epochs=5),
 }
 
 
