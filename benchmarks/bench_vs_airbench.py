@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
-"""cnnlab's recipe tiers against airbench94 on the same data, in one process, in turn.
+"""cnnlab's recipe tiers against airbench94 on the same data, in one process.
 
 Order: one epoch of the seed recipe (the yardstick that carries over between machines),
-then airbench94, then each tier of ``cnnlab.recipes.TIERS``. For each it prints the test
-accuracy against elapsed time after every epoch (evaluation off the clock, as airbench
-measures), the final accuracy with test-time augmentation (on the clock), the time to
-80/85/88/90/92 %, and each time as a ratio to airbench94's and in seed-recipe epochs.
+then airbench94 and each tier of ``cnnlab.recipes.TIERS`` take turns, epoch by epoch
+(``--in-turn``: each from start to end before the next). Taking turns is the fair race on a
+machine whose speed drifts: on the 2-core VMs here it swung 2-3x within minutes, so a recipe
+trained whole after another could be timed in a different spell of the machine; in turns,
+each recipe's epochs are spread over the same spells. Each runs in a thread of its own, one
+computing at a time, and its clock stops while it waits (:class:`Relay`). For each it prints
+the test accuracy against elapsed time after every epoch (evaluation off the clock, as
+airbench measures), the final accuracy with test-time augmentation (on the clock), the time
+to 80/85/88/90/92 %, and each time as a ratio to airbench94's and in seed-recipe epochs.
 Below 1.0 means cnnlab got there first. ``--json FILE`` also writes
 ``{"airbench94": {"time_to": {"0.85": s or null, ...}, "final_tta": 0.9038, ...}, "<tier>": ...}``
-(accuracies as fractions).
+(accuracies as fractions). A run with a given seed repeats its accuracies; runs in turns
+and ``--in-turn`` runs differ from the first epoch on, because airbench's loader draws from
+torch's global random numbers, which each tier re-seeds as it starts.
 
 airbench94 is Keller Jordan's recipe from the ``airbench`` package (0.1.8, MIT licence;
 ``pip install -e ".[benchmarks]"``): its network pieces, loader, whitening, Lookahead and
@@ -30,10 +37,13 @@ by line, with these changes and no others:
    class, and airbench whitens from the first 5,000; an ImageFolder copy lists them class
    by class). The per-epoch test accuracy is recorded with its elapsed time.
 5. A seed (``--seed``, for both recipes), where airbench draws a fresh one per run.
+6. After each epoch's evaluation, off the clock, the turn passes to the next recipe
+   (``after_epoch``).
 
     python benchmarks/bench_vs_airbench.py                       # ../shared/data, all tiers
     python benchmarks/bench_vs_airbench.py --json run.json --seed 1
     python benchmarks/bench_vs_airbench.py --tiers fast          # skip the other tiers
+    python benchmarks/bench_vs_airbench.py --in-turn             # each recipe whole, in turn
 """
 
 from __future__ import annotations
@@ -41,15 +51,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
-from common import add_data_argument, images_per_second, machine_line, real_cifar10, seed_recipe
+from common import (
+    add_data_argument,
+    images_per_second,
+    machine_line,
+    real_cifar10,
+    run_relay,
+    seed_recipe,
+)
 from torch import nn
 
 from cnnlab import seed_everything
+from cnnlab.callbacks import LambdaCallback
 from cnnlab.data import DecodedImages, decode_images, load_cifar10
 from cnnlab.recipes import TIERS, cifar10_fast
 from cnnlab.settings import autocast_dtype, keep_freed_memory
@@ -97,9 +118,11 @@ def triangle(steps: int, start: float = 0, end: float = 0, peak: float = 0.5) ->
     return m[indices] * x + b[indices]
 
 
-def train94_cpu(data: Path, dtype: torch.dtype | None) -> dict:
+def train94_cpu(data: Path, dtype: torch.dtype | None,
+                after_epoch: Callable[[], None] = lambda: None) -> dict:  # fmt: skip
     """``airbench.utils.train`` with airbench94's hyper-parameters, on the CPU (the changes
-    are listed at the top of this file). Returns the accuracy curve and the final TTA one."""
+    are listed at the top of this file). Returns the accuracy curve and the final TTA one.
+    ``after_epoch`` runs off the clock after each epoch's evaluation (:class:`Relay`)."""
     from airbench import lib_airbench94 as ab
     from airbench.utils import CifarLoader, LookaheadState, evaluate, init_whitening_conv
 
@@ -158,6 +181,7 @@ def train94_cpu(data: Path, dtype: torch.dtype | None) -> dict:
             curve.append((total_time_seconds, evaluate(model, test_loader, tta_level=0)))
         print(f"  airbench94 epoch {epoch + 1}: {curve[-1][1]:.2%} at {curve[-1][0]:.0f} s",
               flush=True)  # fmt: skip
+        after_epoch()
     start = time.perf_counter()
     with amp():
         final = evaluate(model, test_loader, hyp["net"]["tta_level"])
@@ -166,9 +190,14 @@ def train94_cpu(data: Path, dtype: torch.dtype | None) -> dict:
             "epochs": epochs}  # fmt: skip
 
 
-def run_tier(name: str, train: DecodedImages, test: DecodedImages, seed: int) -> dict:
-    """One tier of ``cnnlab.recipes.TIERS``, measured as ``cifar10_fast`` measures."""
-    result = cifar10_fast(train, test, name, device="cpu", progress=False, seed=seed)
+def run_tier(name: str, train: DecodedImages, test: DecodedImages, seed: int,
+             after_epoch: Callable[[], None] = lambda: None) -> dict:  # fmt: skip
+    """One tier of ``cnnlab.recipes.TIERS``, measured as ``cifar10_fast`` measures;
+    ``after_epoch`` runs off the clock after each epoch's evaluation (:class:`Relay`)."""
+    relay = LambdaCallback(on_epoch_end=lambda state: after_epoch())
+    relay.order = 100  # after the epoch's accuracy is measured
+    result = cifar10_fast(train, test, name, device="cpu", progress=False, seed=seed,
+                          callbacks=[relay])  # fmt: skip
     for epoch, (seconds, accuracy) in enumerate(result.curve[:-1], 1):
         print(f"  {name} epoch {epoch}: {accuracy:.2%} at {seconds:.0f} s", flush=True)
     return {"curve": result.curve[:-1], "final_tta": result.test_accuracy,
@@ -184,10 +213,12 @@ def compute_seconds(
                for px, epochs in sizes if epochs)  # fmt: skip
 
 
-def float32_factors(tiers: list[str]) -> dict[str, float]:
+def float32_factors(tiers: list[str], rounds: int = 3) -> dict[str, float]:
     """How much longer each recipe's training would take in float32 than in bfloat16: the
     ratio of their training steps' compute, weighted by the epochs at each image size (a
-    float32 CPU runs the same kernels as this one's float32 path)."""
+    float32 CPU runs the same kernels as this one's float32 path). Each ratio is the median
+    of ``rounds``, the recipes measured in turn in each round, so that a slow spell of the
+    machine lands on one round of every recipe rather than on every round of one."""
     from cnnlab.models import FastNet
 
     shapes = {"airbench94": (make_net94_cpu(), 1024, [(32, 9.9)])}
@@ -195,8 +226,12 @@ def float32_factors(tiers: list[str]) -> dict[str, float]:
         tier, low = TIERS[name], TIERS[name].epochs_at_low_res
         shapes[name] = (FastNet(widths=tier.widths), tier.batch_size,
                         [(tier.low_res, low), (32, tier.epochs - low)])  # fmt: skip
-    return {name: compute_seconds(*shape, bf16=False) / compute_seconds(*shape, bf16=True)
-            for name, shape in shapes.items()}  # fmt: skip
+    ratios: dict[str, list[float]] = {name: [] for name in shapes}
+    for _ in range(rounds):
+        for name, shape in shapes.items():
+            ratios[name].append(compute_seconds(*shape, bf16=False)
+                                / compute_seconds(*shape, bf16=True))  # fmt: skip
+    return {name: statistics.median(values) for name, values in ratios.items()}
 
 
 def time_to(run: dict, level: float) -> float | None:
@@ -246,6 +281,9 @@ def main() -> None:
     parser.add_argument("--tiers", nargs="+", choices=tuple(TIERS), default=tuple(TIERS))
     parser.add_argument("--seed", type=int, default=0, help="for both recipes")
     parser.add_argument("--json", type=Path, help="also write the run here")
+    parser.add_argument("--in-turn", action="store_true",
+                        help="each recipe from start to end before the next (the default: "
+                             "they take turns epoch by epoch, through the same machine spells)")  # fmt: skip
     args = parser.parse_args()
     try:
         import airbench  # noqa: F401
@@ -264,13 +302,21 @@ def main() -> None:
     print(f"seed recipe: one epoch = {seed_epoch:.1f} s", flush=True)
     train = decode_images(load_cifar10(train=True, folder=folder))
     test = decode_images(load_cifar10(train=False, folder=folder))
-    runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         airbench_data(train, test, Path(tmp))
-        seed_everything(args.seed)
-        runs["airbench94"] = train94_cpu(Path(tmp), dtype)
-    for name in args.tiers:
-        runs[name] = run_tier(name, train, test, args.seed)
+
+        def airbench94(after_epoch: Callable[[], None]) -> dict:
+            seed_everything(args.seed)
+            return train94_cpu(Path(tmp), dtype, after_epoch)
+
+        recipes = {"airbench94": airbench94} | {
+            name: partial(run_tier, name, train, test, args.seed) for name in args.tiers
+        }
+        if args.in_turn:
+            runs = {name: recipe(lambda: None) for name, recipe in recipes.items()}
+        else:
+            print("# the recipes take turns epoch by epoch (--in-turn: one after another)")
+            runs = run_relay(recipes)
     report(runs, seed_epoch)
     factors = float32_factors(list(args.tiers)) if dtype is not None else None
     if factors:

@@ -1,12 +1,15 @@
 """What every benchmark shares: where the real CIFAR-10 copy is, a line describing the
-machine, printed above the figures so that they are never read without it, and the seed
-tutorial's recipe that other pipelines are measured against."""
+machine, printed above the figures so that they are never read without it, the seed
+tutorial's recipe that other pipelines are measured against, and a relay in which
+recipes take turns epoch by epoch, so that a drifting machine slows each of them alike."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -103,3 +106,68 @@ def images_per_second(model: nn.Module, batch_size: int, size: int = 32, steps: 
         loss.backward()
         optimizer.step()
     return steps * batch_size / (time.perf_counter() - start)
+
+
+class Relay:
+    """Turns, epoch by epoch, for recipes that train in threads of one process: one computes
+    at a time and hands over after each of its epochs, so that every recipe trains through
+    the same spells of a machine whose speed drifts (seen here: 2-3x within minutes). Each
+    recipe's clock stops while it waits (its epochs' times are measured before it hands over).
+
+    Example:
+        >>> relay = Relay(["a", "b"])  # "a" starts; relay.hand_over("a") after each epoch,
+        >>> relay.leave("a")           # relay.leave("a") when it is done
+        >>> relay.current
+        'b'
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.order, self.current = list(names), names[0]
+        self.changed = threading.Condition()
+
+    def wait_turn(self, name: str) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.current == name)
+
+    def _pass_on(self, name: str, leaving: bool) -> None:
+        at = self.order.index(name)
+        if leaving:
+            self.order.remove(name)
+        if self.order:
+            self.current = self.order[(at + (not leaving)) % len(self.order)]
+        self.changed.notify_all()
+
+    def hand_over(self, name: str) -> None:
+        """After an epoch: the next recipe's turn, then back when this one's comes round."""
+        with self.changed:
+            self._pass_on(name, leaving=False)
+        self.wait_turn(name)
+
+    def leave(self, name: str) -> None:
+        with self.changed:
+            self._pass_on(name, leaving=True)
+
+
+def run_relay(recipes: dict[str, Callable[[Callable[[], None]], dict]]) -> dict[str, dict]:
+    """Run each ``recipes[name](after_epoch)`` in its own thread, taking turns epoch by epoch
+    (:class:`Relay`) in the order given; their results, or the first error raised."""
+    relay, runs, errors = Relay(list(recipes)), {}, []
+
+    def train(name: str, recipe: Callable[[Callable[[], None]], dict]) -> None:
+        relay.wait_turn(name)
+        try:
+            runs[name] = recipe(lambda: relay.hand_over(name))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            print(f"{name} failed ({error!r}); the others go on, then it is raised", flush=True)
+            errors.append(error)
+        finally:
+            relay.leave(name)
+
+    threads = [threading.Thread(target=train, args=item, name=item[0]) for item in recipes.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return {name: runs[name] for name in recipes}
