@@ -13,9 +13,9 @@ airbench measures), the final accuracy with test-time augmentation (on the clock
 to 80/85/88/90/92 %, and each time as a ratio to airbench94's and in seed-recipe epochs.
 Below 1.0 means cnnlab got there first. ``--json FILE`` also writes
 ``{"airbench94": {"time_to": {"0.85": s or null, ...}, "final_tta": 0.9038, ...}, "<tier>": ...}``
-(accuracies as fractions). A run with a given seed repeats its accuracies; runs in turns
-and ``--in-turn`` runs differ from the first epoch on, because airbench's loader draws from
-torch's global random numbers, which each tier re-seeds as it starts.
+(accuracies as fractions). A run with a given seed repeats its accuracies. The tiers' are
+the same in turns and ``--in-turn``; airbench94's differ after its first epoch, because its
+loader draws from torch's global random numbers, which each tier re-seeds as it starts.
 
 airbench94 is Keller Jordan's recipe from the ``airbench`` package (0.1.8, MIT licence;
 ``pip install -e ".[benchmarks]"``): its network pieces, loader, whitening, Lookahead and
