@@ -163,7 +163,12 @@ def run_relay(recipes: dict[str, Callable[[Callable[[], None]], dict]]) -> dict[
         finally:
             relay.leave(name)
 
-    threads = [threading.Thread(target=train, args=item, name=item[0]) for item in recipes.items()]
+    # daemon threads: Ctrl-C in the main thread (waiting in join) ends the run, rather than
+    # leaving the interpreter waiting for every recipe's remaining epochs
+    threads = [
+        threading.Thread(target=train, args=item, name=item[0], daemon=True)
+        for item in recipes.items()
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
