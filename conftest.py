@@ -28,6 +28,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+    # The workers keep freed memory for reuse, as cifar10_fast does on a CPU: fewer page
+    # faults, 4 to 10% off the unit tests' time (measured 2026-12-01). The processes they
+    # start (notebook kernels, torchrun, the CLI) keep glibc's defaults, as a learner's do.
+    from cnnlab.settings import keep_freed_memory
+
+    keep_freed_memory()
 # Text progress bars in the kernels (no widgets, as the website's builds run them),
 # redrawn at most every 5 s.
 os.environ.setdefault("TQDM_MININTERVAL", "5")

@@ -7,9 +7,11 @@ from PIL import Image
 
 from cnnlab.data import (
     CIFAR10_MEAN,
+    DecodedImages,
     StandInCIFAR10,
     cifar10_eval_transform,
     cifar10_train_transform,
+    decode_images,
     default_num_workers,
     denormalize,
     make_loader,
@@ -75,6 +77,17 @@ def test_validation_subset_comes_from_the_eval_copy():
 def test_subset_takes_n_items():
     ds = StandInCIFAR10(size=50)
     assert len(subset(ds, 10)) == 10 and subset(ds, None) is ds and subset(ds, 500) is ds
+
+
+def test_subset_of_decoded_images_keeps_the_same_items_as_a_data_set():
+    ds = StandInCIFAR10(size=50)
+    decoded = decode_images(ds)
+    small = subset(decoded, 10, seed=3)
+    assert isinstance(small, DecodedImages) and small.classes == decoded.classes
+    chosen = subset(ds, 10, seed=3).indices  # the same rows, in the same order
+    assert torch.equal(small.images, decoded.images[chosen])
+    assert torch.equal(small.labels, decoded.labels[chosen])
+    assert subset(decoded, None) is decoded
 
 
 def test_loader_order_repeats_with_a_seed():

@@ -17,6 +17,7 @@ from torch.utils.data import (
 
 from .. import distributed
 from ..errors import InputShapeError
+from .decoding import DecodedImages
 
 
 def collate_images(batch: list):
@@ -90,10 +91,12 @@ def train_val_split(
     return Subset(dataset, train_idx), Subset(val_dataset or dataset, val_idx)
 
 
-def subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
+def subset(dataset: Dataset | DecodedImages, n: int | None,
+           seed: int = 0) -> Dataset | DecodedImages:  # fmt: skip
     """Return ``n`` items chosen at random with ``seed`` (all items when ``n`` is None).
 
-    Smoke runs use it to shrink data sets: ``subset(train_set, choose(None, 512))``.
+    Smoke runs use it to shrink data sets: ``subset(train_set, choose(None, 512))``. A
+    :class:`~cnnlab.data.DecodedImages` gives a ``DecodedImages`` of the chosen images.
 
     Example:
         >>> small = subset(StandInCIFAR10(size=100), 10)
@@ -103,8 +106,10 @@ def subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     size = len(dataset)  # type: ignore[arg-type]
     if n is None or n >= size:
         return dataset
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
-    return Subset(dataset, sorted(order.tolist()))
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    if isinstance(dataset, DecodedImages):
+        return DecodedImages(dataset.images[order], dataset.labels[order], dataset.classes)
+    return Subset(dataset, order.tolist())
 
 
 class ClassSubset(Dataset):
