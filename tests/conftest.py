@@ -3,6 +3,7 @@ in memory for large model files."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,6 +39,27 @@ def ram_tmp_path(tmp_path):
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _loader_iterators() -> list:
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    return [o for o in gc.get_objects() if isinstance(o, _MultiProcessingDataLoaderIter)]
+
+
+@pytest.fixture
+def release_loader_workers():
+    """For a test whose loader dies in an exception (the traceback and its frames form a
+    cycle that holds the loader): shut down, at teardown, the workers of the data loaders
+    the test started. Left to the garbage collector, each worker costs 5 s: the collector
+    runs the weak-reference callbacks, which stop the feeder threads of the workers' queues,
+    before the iterator's ``__del__`` sends the workers their stop signal, so the signal
+    is never sent and ``join`` waits out its timeout (measured; pytorch/pytorch#81794)."""
+    before = {id(it) for it in _loader_iterators()}
+    yield
+    for it in _loader_iterators():
+        if id(it) not in before:
+            it._shutdown_workers()
 
 
 @pytest.fixture

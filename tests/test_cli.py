@@ -192,7 +192,7 @@ def test_the_console_script_is_installed():
 
 
 def test_a_corrupt_photo_met_by_a_loader_worker_is_one_line(switches, tmp_path, capsys,
-                                                            monkeypatch):  # fmt: skip
+                                                            monkeypatch, release_loader_workers):  # fmt: skip
     """The worker's own traceback is not flattened into the line: cnnlab's message is."""
     import cnnlab.data.loaders as loaders
 

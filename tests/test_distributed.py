@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -42,18 +43,28 @@ def _history(folder):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The uninterrupted two-process run, and the single-process reference at batch 2b."""
+    """The uninterrupted two-process run, then `cnnlab train` in the same two processes
+    (one torchrun launch: each costs three interpreters), and the single-process reference
+    at batch 2b, run here (one torch thread, as each torchrun process has)."""
     ddp, single = tmp_path_factory.mktemp("ddp"), tmp_path_factory.mktemp("single")
-    _torchrun(SCRIPT, "--out", ddp, "--epochs", 2, "--batch", 32)
-    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(single), "--epochs", "2",
-                           "--batch", "64", "--reference"], env=_env(), capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    return ddp, single
+    cli = tmp_path_factory.mktemp("cli") / "model.pt"
+    done = _torchrun(SCRIPT, "--out", ddp, "--epochs", 2, "--batch", 32, "--then-cli", cli)
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in _env().items():
+            mp.setenv(name, value)
+        mp.setattr(sys, "argv", [str(SCRIPT), "--out", str(single), "--epochs", "2",
+                                 "--batch", "64", "--reference"])  # fmt: skip
+        torch.set_num_threads(1)
+        try:
+            runpy.run_path(str(SCRIPT), run_name="__main__")
+        finally:
+            torch.set_num_threads(threads)
+    return ddp, single, (cli, done.stdout)
 
 
 def test_every_rank_holds_the_same_weights_and_one_checkpoint_is_written(runs):
-    ddp, _ = runs
+    ddp, _, _ = runs
     first, second = _weights(ddp, 0), _weights(ddp, 1)
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert [p.name for p in (ddp / "checkpoints").iterdir()] == ["last.pt"]
@@ -62,7 +73,7 @@ def test_every_rank_holds_the_same_weights_and_one_checkpoint_is_written(runs):
 
 
 def test_two_processes_with_batch_b_train_like_one_with_batch_2b(runs):
-    ddp, single = runs
+    ddp, single, _ = runs
     a, b = _weights(ddp), _weights(single)
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert worst < TOLERANCE, worst
@@ -73,12 +84,11 @@ def test_two_processes_with_batch_b_train_like_one_with_batch_2b(runs):
 
 
 def test_cnnlab_train_under_torchrun_writes_one_model_that_evaluate_accepts(
-    tmp_path, monkeypatch, capsys
+    runs, monkeypatch, capsys
 ):
-    out = tmp_path / "model.pt"
-    done = _torchrun("-m", "cnnlab.cli", "train", "--epochs", 1, "--batch-size", 32, "--out", out)
-    assert done.stdout.count("saved ") == 1  # rank 0 reports
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-training.pt", "model.pt"]
+    out, stdout = runs[2]
+    assert stdout.count("saved ") == 1  # rank 0 reports
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model-training.pt", "model.pt"]
     from cnnlab.cli import main  # in this process: a plain one, as after training
 
     for name in ("CNNLAB_OFFLINE", "CNNLAB_FAST"):

@@ -73,7 +73,14 @@ def test_solution_runs(path, index, code, monkeypatch):
     monkeypatch.setenv("CNNLAB_FAST", os.environ.get("CNNLAB_FAST", "1"))
     monkeypatch.setenv("CNNLAB_OFFLINE", os.environ.get("CNNLAB_OFFLINE", "1"))
     monkeypatch.chdir(path.parent)
-    exec(compile(code, f"{path.name}:solution-{index + 1}", "exec"), {"__name__": "__solution__"})
+    namespace = {"__name__": "__solution__"}
+    try:
+        exec(compile(code, f"{path.name}:solution-{index + 1}", "exec"), namespace)
+    finally:
+        # The solution's functions hold the namespace (their globals) and it holds them: a
+        # cycle that would leave its data loaders to the garbage collector, whose clean-up
+        # of loader workers waits 5 s per worker (tests/conftest.py, release_loader_workers).
+        namespace.clear()
 
 
 def _tags(cell: dict) -> list[str]:

@@ -1,6 +1,7 @@
 """A training script run by tests/test_distributed.py, under torchrun (two CPU processes)
 and alone as the single-process reference. It is what a learner's script looks like: the
-same code in both cases, with cnnlab.distributed.setup() at the top."""
+same code in both cases, with cnnlab.distributed.setup() at the top. With ``--then-cli
+FILE`` the same processes then run ``cnnlab train`` (one torchrun launch for both)."""
 
 import argparse
 import json
@@ -20,6 +21,7 @@ parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--epochs", type=int, default=2)
 parser.add_argument("--batch", type=int, default=32)
 parser.add_argument("--resume", action="store_true")
+parser.add_argument("--then-cli", type=Path, help="then `cnnlab train --out FILE` here")
 parser.add_argument(
     "--reference",
     action="store_true",
@@ -57,4 +59,8 @@ if distributed.is_main_process():
     (args.out / "steps.json").write_text(
         json.dumps({"per_epoch": len(loader), "world": distributed.world_size()})
     )
+if args.then_cli:  # the command leaves the process group when it is done
+    from cnnlab.cli import main
+
+    assert main(["train", "--epochs", "1", "--batch-size", "32", "--out", str(args.then_cli)]) == 0
 distributed.cleanup()
