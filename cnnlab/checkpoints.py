@@ -26,6 +26,7 @@ import socket
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, but another user's
-        return True
+        pass
     return True
 
 
@@ -222,18 +223,22 @@ def describe(state: object) -> str:
     return "unknown"
 
 
-def _fit_error(path: Path, error: RuntimeError, model: nn.Module) -> CheckpointError:
-    """Say which weights did not fit, and what that suggests."""
-    text = str(error)
-    missing = text.count("Missing key") > 0
-    hint = ("build the model with the same architecture and number of classes as the "
-            "one that was saved")  # fmt: skip
-    if "size mismatch" in text and not missing:
-        hint = ("the architecture matches but some shapes do not: most often another number "
-                "of classes (num_classes) or image size (input_size)")  # fmt: skip
-    lines = [line.strip() for line in text.splitlines() if line.strip()][:4]
-    return CheckpointError(f"the weights in {path} do not fit this {type(model).__name__}: "
-                           f"{hint}.\n" + "\n".join(lines))  # fmt: skip
+def _load_into(model: nn.Module, weights: dict, path: str | Path, strict: bool = True,
+               assign: bool = False) -> nn.Module:  # fmt: skip
+    """``model.load_state_dict``; weights that do not fit say which, and what that suggests."""
+    try:
+        model.load_state_dict(weights, strict=strict, assign=assign)
+    except RuntimeError as error:
+        text = str(error)
+        hint = ("build the model with the same architecture and number of classes as the "
+                "one that was saved")  # fmt: skip
+        if "size mismatch" in text and "Missing key" not in text:
+            hint = ("the architecture matches but some shapes do not: most often another "
+                    "number of classes (num_classes) or image size (input_size)")  # fmt: skip
+        lines = [line.strip() for line in text.splitlines() if line.strip()][:4]
+        raise CheckpointError(f"the weights in {path} do not fit this {type(model).__name__}: "
+                              f"{hint}.\n" + "\n".join(lines)) from error  # fmt: skip
+    return model
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -262,11 +267,29 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.
     elif describe(state) != "state_dict":
         raise CheckpointError(f"{path} holds no weights cnnlab recognises (neither a state_dict "
                               "nor a cnnlab checkpoint).")  # fmt: skip
+    return _load_into(model, state, path, strict=strict)
+
+
+def build_with_weights(build: Callable[[], nn.Module], weights: dict, path: str | Path
+                       ) -> nn.Module:  # fmt: skip
+    """``build()`` with a ``state_dict`` loaded from ``path``: built on the ``meta`` device
+    (no memory, no random initialisation: a second for VGG-16) and the loaded tensors put
+    in the parameters' places, or built normally where that cannot work.
+
+    Example:
+        >>> build_with_weights(lambda: nn.Linear(2, 1), nn.Linear(2, 1).state_dict(), "w.pt")
+        Linear(in_features=2, out_features=1, bias=True)
+    """
     try:
-        model.load_state_dict(state, strict=strict)
-    except RuntimeError as error:
-        raise _fit_error(Path(path), error, model) from error
-    return model
+        with torch.device("meta"):
+            skeleton = build()
+    except Exception:  # noqa: BLE001 - it needed real values: the build below says what is wrong
+        skeleton = None
+    if skeleton is not None:
+        _load_into(skeleton, weights, path, assign=True)
+        if not any(t.is_meta for t in (*skeleton.parameters(), *skeleton.buffers())):
+            return skeleton  # else a buffer outside the state_dict was left on meta
+    return _load_into(build(), weights, path)
 
 
 def save_checkpoint(
@@ -349,10 +372,7 @@ def load_checkpoint(
         raise CheckpointError(f"{path} is not a cnnlab training checkpoint but a "
                               f"{describe(state).replace('_', ' ')} file; for a plain state_dict "
                               "use load_weights(model, path).")  # fmt: skip
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise _fit_error(Path(path), error, model) from error
+    _load_into(model, state["model"], path)
     if optimizer is not None and state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import save_checkpoint
 from .checks import check_inputs
 from .images import MAX_PIXELS, decode_image, to_rgb
 from .models import inference_copy
@@ -84,7 +84,7 @@ class Predictor:
         A training checkpoint, a bare ``state_dict`` or a pickled whole model is refused
         with a message that says what the file is and which file to use instead.
         """
-        from .checkpoints import CheckpointError, describe, safe_load
+        from .checkpoints import CheckpointError, build_with_weights, describe, safe_load
 
         state = safe_load(path)
         kind = describe(state)
@@ -102,8 +102,7 @@ class Predictor:
                 ".save(path, {'name': 'SimpleCNN', 'kwargs': {...}})."
             )
         extra = state["extra"]
-        model = build_model(extra["model_spec"])
-        load_checkpoint(path, model)
+        model = build_with_weights(lambda: build_model(extra["model_spec"]), state["model"], path)
         return cls(model, extra["class_names"], Preprocessing.from_dict(extra["preprocessing"]),
                    device, max_pixels)  # fmt: skip
 

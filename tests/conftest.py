@@ -44,7 +44,9 @@ def ram_tmp_path(tmp_path):
 def _loader_iterators() -> list:
     from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
-    return [o for o in gc.get_objects() if isinstance(o, _MultiProcessingDataLoaderIter)]
+    # type(), not isinstance(): isinstance asks every object its __class__, and torch's
+    # deprecated module attributes answer that with a FutureWarning
+    return [o for o in gc.get_objects() if type(o) is _MultiProcessingDataLoaderIter]
 
 
 @pytest.fixture

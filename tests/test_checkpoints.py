@@ -13,6 +13,7 @@ from cnnlab.callbacks import ModelCheckpoint
 from cnnlab.checkpoints import (
     CheckpointError,
     atomic_save,
+    build_with_weights,
     load_checkpoint,
     load_weights,
     safe_load,
@@ -40,6 +41,49 @@ def test_weights_that_do_not_fit_say_why(tmp_path):
         CheckpointError, match=r"do not fit this SimpleCNN.*another number of classes"
     ):
         load_weights(SimpleCNN(num_classes=5), tmp_path / "w.pt")
+
+
+class _CountsBuilds(nn.Module):
+    """A layer whose building reads a value (impossible on the meta device) or that keeps
+    a buffer outside its state_dict (left on meta by a skeleton build)."""
+
+    def __init__(self, reads_a_value: bool = False, loose_buffer: bool = False) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        if reads_a_value:
+            self.scale = float(self.fc.weight.abs().sum())  # .item() on meta raises
+        if loose_buffer:
+            self.register_buffer("table", torch.arange(4.0), persistent=False)
+
+
+@pytest.mark.parametrize("kind", ["plain", "reads_a_value", "loose_buffer"])
+def test_a_loaded_model_is_built_without_random_weights_where_it_can_be(kind, monkeypatch):
+    """Predictor.load builds the network on the meta device and puts the file's tensors in
+    (VGG-16's random initialisation cost a second); networks that cannot be built that
+    way are built normally, and either way hold exactly the saved weights."""
+    options = {"reads_a_value": kind == "reads_a_value", "loose_buffer": kind == "loose_buffer"}
+    saved = _CountsBuilds(**options).state_dict()
+    inits, real = [], nn.init.kaiming_uniform_
+
+    def counted(tensor, *args, **kwargs):  # `tensor`: the meta device passes it by name
+        inits.append(tensor.device)
+        return real(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(nn.init, "kaiming_uniform_", counted)
+    model = build_with_weights(lambda: _CountsBuilds(**options), saved, "m.pt")
+    for name, tensor in saved.items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    real_inits = [d for d in inits if d.type != "meta"]
+    assert len(real_inits) == (0 if kind == "plain" else 1)
+    if kind == "loose_buffer":
+        assert torch.equal(model.table, torch.arange(4.0))
+    assert model.fc.weight.requires_grad  # as the module declared it, not as loaded
+
+
+def test_a_model_file_whose_weights_do_not_fit_says_why():
+    with pytest.raises(CheckpointError, match=r"weights in m.pt do not fit this SimpleCNN"):
+        build_with_weights(lambda: SimpleCNN(num_classes=5), SimpleCNN().state_dict(), "m.pt")
 
 
 def test_checkpoint_round_trip_restores_everything(tmp_path):
