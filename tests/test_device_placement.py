@@ -120,3 +120,28 @@ def test_the_predictor_moves_inputs_to_its_copy_of_the_model():
     with pytest.raises(NotImplementedError, match="meta"):  # the probabilities' read-back
         predictor.predict_batch(torch.rand(1, 3, 32, 32))
     assert seen == [torch.device("meta")]
+
+
+@pytest.mark.parametrize("saved_dtype", [torch.float32, torch.float16])
+def test_a_loaded_model_file_lands_whole_on_the_predictors_device(tmp_path, saved_dtype):
+    """Predictor.load builds the network on meta and puts the file's tensors in (no copy
+    into fresh parameters): every weight and BatchNorm statistic must still end up on the
+    device asked for, in float32, even from a file saved after model.half() on a T4."""
+    from cnnlab.inference import Predictor, Preprocessing
+
+    model = SmallResNet(width=4).to(saved_dtype)
+    path = tmp_path / "m.pt"
+    Predictor(model, list("0123456789"), Preprocessing(32)).save(
+        path, {"name": "SmallResNet", "kwargs": {"width": 4}}
+    )
+    if saved_dtype is torch.float16:  # Predictor saves its float32 copy: write half weights
+        state = torch.load(path, weights_only=True)
+        state["model"] = {
+            k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()
+        }
+        torch.save(state, path)
+    loaded = Predictor.load(path, device="meta")
+    tensors = [*loaded.model.parameters(), *loaded.model.buffers()]
+    assert {t.device.type for t in tensors} == {"meta"}
+    assert {t.dtype for t in tensors if t.is_floating_point()} == {torch.float32}
+    assert not any(p.requires_grad for p in loaded.model.parameters())
