@@ -95,41 +95,39 @@ from torch.nn import functional as F
 from cnnlab.models import FastNet
 from cnnlab.settings import keep_freed_memory
 torch.set_num_threads(1)
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
 model = FastNet()
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
-
-
-def faults_of_third_step():
-    for step in range(3):
-        if step == 2:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-
-without = faults_of_third_step()
-print(keep_freed_memory(), without, faults_of_third_step())
+for step in range(3):
+    if step == 2:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
 def test_keep_freed_memory_lets_training_steps_reuse_their_memory():
-    """A training step of FastNet at batch 64 after two to warm up, in a fresh process
-    started with glibc's defaults: every step maps fresh pages for its large activations
-    (thousands of page faults); after keep_freed_memory() the step reuses freed memory."""
+    """A training step of FastNet at batch 64 after two to warm up, in fresh processes:
+    with glibc's defaults every step maps fresh pages for its large activations
+    (thousands of page faults); with keep_freed_memory() the step reuses freed memory."""
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}  # the defaults
-    out = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True,
-                         check=True, env=env).stdout.split()  # fmt: skip
-    kept, without, with_it = out[0], int(out[1]), int(out[2])
+    def faults_per_step(mode: str) -> tuple[str, int]:
+        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}  # the defaults
+        out = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True,
+                             text=True, check=True, env=env).stdout.split()  # fmt: skip
+        return out[0], int(out[1])
+
     if not sys.platform.startswith("linux"):
-        assert kept == "False"
+        assert faults_per_step("keep")[0] == "False"
         return
+    kept, with_it = faults_per_step("keep")
+    _, without = faults_per_step("default")
     assert kept == "True"
     assert with_it * 5 < without, f"page faults per step: {with_it} kept, {without} by default"
 
