@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.launch import torchrun
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 
@@ -68,12 +68,8 @@ def ddp_results(tmp_path_factory):
     rows = [r for r in ROWS if r.ddp]
     spec = folder / "rows.json"
     spec.write_text(json.dumps([asdict(r) for r in rows]))
-    env = os.environ | {"CNNLAB_OFFLINE": "1", "CNNLAB_FAST": "1", "OMP_NUM_THREADS": "1"}
     script = Path(__file__).parent / "scripts" / "combo_run.py"
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", str(script), str(folder), str(spec)],
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = torchrun(script, folder, spec, timeout=600)
     resumes = sum(r.resume for r in rows)
     assert done.stdout.count("resumed from") == resumes  # said once, by rank 0 alone
     return [json.loads((folder / f"results-rank{r}.json").read_text()) for r in (0, 1)]

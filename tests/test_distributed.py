@@ -7,30 +7,18 @@ every callback and precision, is in test_combinations.py."""
 from __future__ import annotations
 
 import json
-import os
 import runpy
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.launch import SWITCHES, torchrun
+
 HERE = Path(__file__).parent
 SCRIPT = HERE / "scripts" / "ddp_run.py"
 TOLERANCE = 1e-4  # all-reduced gradients add in another order than one batch's
-
-
-def _env():
-    return os.environ | {"CNNLAB_OFFLINE": "1", "CNNLAB_FAST": "1", "OMP_NUM_THREADS": "1"}
-
-
-def _torchrun(*args, nproc=2):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", *map(str, args)]  # fmt: skip
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
 
 
 def _weights(folder, rank=0):
@@ -48,10 +36,10 @@ def runs(tmp_path_factory):
     at batch 2b, run here (one torch thread, as each torchrun process has)."""
     ddp, single = tmp_path_factory.mktemp("ddp"), tmp_path_factory.mktemp("single")
     cli = tmp_path_factory.mktemp("cli") / "model.pt"
-    done = _torchrun(SCRIPT, "--out", ddp, "--epochs", 2, "--batch", 32, "--then-cli", cli)
+    done = torchrun(SCRIPT, "--out", ddp, "--epochs", 2, "--batch", 32, "--then-cli", cli)
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in _env().items():
+        for name, value in SWITCHES.items():
             mp.setenv(name, value)
         mp.setattr(sys, "argv", [str(SCRIPT), "--out", str(single), "--epochs", "2",
                                  "--batch", "64", "--reference"])  # fmt: skip
