@@ -1,5 +1,10 @@
 """Shared fixtures: tiny stand-in data sets and loaders, a headless matplotlib, a folder
-in memory for large model files."""
+in memory for large model files.
+
+pytest loads this file in its main process too, which under pytest-xdist runs no test:
+torch and cnnlab are imported in the fixtures, so that process starts the workers without
+first spending seconds on imports it never uses.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,6 @@ import matplotlib
 import pytest
 
 matplotlib.use("Agg")
-
-from cnnlab.data import StandInCIFAR10, cifar10_eval_transform, make_loader  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -74,17 +77,21 @@ def clean_env(monkeypatch):
 
 @pytest.fixture(scope="session")
 def standin_train():
+    from cnnlab.data import StandInCIFAR10, cifar10_eval_transform
+
     return StandInCIFAR10(train=True, size=2000, transform=cifar10_eval_transform())
 
 
 @pytest.fixture(scope="session")
 def standin_test():
+    from cnnlab.data import StandInCIFAR10, cifar10_eval_transform
+
     return StandInCIFAR10(train=False, size=500, transform=cifar10_eval_transform())
 
 
 @pytest.fixture
 def tiny_loaders(standin_train, standin_test):
-    from cnnlab.data import subset
+    from cnnlab.data import make_loader, subset
 
     train = make_loader(
         subset(standin_train, 256), batch_size=64, shuffle=True, seed=0, num_workers=0
