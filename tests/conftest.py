@@ -17,6 +17,7 @@ import matplotlib
 import pytest
 
 matplotlib.use("Agg")
+pytest.register_assert_rewrite("tests.combinations", "tests.launch")
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,10 @@
-"""One row of the combination test (tests/test_combinations.py): a short FastNet-free run
+"""One row of the combination test (tests/combinations.py): a short FastNet-free run
 on the stand-in, shrunk to 16 px (a float16 convolution's backward pass is emulated on a
 CPU, 20 to 100 times slower than float32: pixels are what it costs), with a precision,
 some of the callbacks, and optionally an interruption
-and a resume. Run in-process by the test for one process, and by combo_run.py under
-torchrun for two: the same code on both paths."""
+and a resume. Run in-process by tests/test_combinations.py for one process, and by
+ddp_run.py under torchrun for two (tests/test_distributed.py): the same code on both
+paths."""
 
 from __future__ import annotations
 

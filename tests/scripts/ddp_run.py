@@ -1,10 +1,13 @@
 """A training script run by tests/test_distributed.py, under torchrun (two CPU processes)
 and alone as the single-process reference. It is what a learner's script looks like: the
-same code in both cases, with cnnlab.distributed.setup() at the top. With ``--then-cli
-FILE`` the same processes then run ``cnnlab train`` (one torchrun launch for both)."""
+same code in both cases, with cnnlab.distributed.setup() at the top. With ``--then-rows
+FILE`` the same processes then run the two-process rows of the combination test
+(tests/combinations.py), and with ``--then-cli FILE`` ``cnnlab train``: one torchrun
+launch for all three, as each launch costs three interpreters."""
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -21,6 +24,7 @@ parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--epochs", type=int, default=2)
 parser.add_argument("--batch", type=int, default=32)
 parser.add_argument("--resume", action="store_true")
+parser.add_argument("--then-rows", type=Path, help="then the combination rows in FILE (JSON)")
 parser.add_argument("--then-cli", type=Path, help="then `cnnlab train --out FILE` here")
 parser.add_argument(
     "--reference",
@@ -59,6 +63,12 @@ if distributed.is_main_process():
     (args.out / "steps.json").write_text(
         json.dumps({"per_epoch": len(loader), "world": distributed.world_size()})
     )
+if args.then_rows:  # results-rank{0,1}.json next to the rows' file
+    sys.path.insert(0, str(Path(__file__).parent))
+    from combo import Row, write_rows
+
+    rows = [Row(**row) for row in json.loads(args.then_rows.read_text())]
+    write_rows(rows, args.then_rows.parent)
 if args.then_cli:  # the command leaves the process group when it is done
     from cnnlab.cli import main
 
