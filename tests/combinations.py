@@ -43,7 +43,7 @@ def all_pairs() -> list[Row]:
 ROWS = all_pairs()
 
 
-def same_run(a: dict, b: dict, what: str, exact: bool) -> None:
+def _same_run(a: dict, b: dict, what: str, exact: bool) -> None:
     """Bit for bit in one process; under torchrun within float rounding (gloo's all-reduce
     adds the processes' gradients in an order that a fresh DDP wrapper may change)."""
     for name in ("epoch", "precision"):
@@ -62,6 +62,7 @@ def same_run(a: dict, b: dict, what: str, exact: bool) -> None:
 
 
 def check_row(row: Row, result: dict, where: str) -> None:
+    """What every row must show, in one process or in each of two (``where`` says which)."""
     history = result["history"]
     assert set(history["precision"]) == {DTYPES[row.precision]}, where
     assert history["epoch"] == ([1, 2, 3] if row.early_stopping else [1, 2, 3, 4]), where
@@ -70,7 +71,7 @@ def check_row(row: Row, result: dict, where: str) -> None:
         f"{where}: the last val_acc was measured on other weights than fit returned"
     )
     if row.resume:
-        same_run(result["resumed"], result, f"{where}, resumed vs uninterrupted", not row.ddp)
+        _same_run(result["resumed"], result, f"{where}, resumed vs uninterrupted", not row.ddp)
         assert result["resumed"]["rng_after"] == result["rng_after"], (
             f"{where}: the random generator did not continue where it was"
         )

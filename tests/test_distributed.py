@@ -44,6 +44,8 @@ def runs(tmp_path_factory):
     rows.write_text(json.dumps([asdict(r) for r in ROWS if r.ddp]))
     done = torchrun(SCRIPT, "--out", ddp, "--epochs", 2, "--batch", 32, "--then-rows", rows,
                     "--then-cli", cli, timeout=600)  # fmt: skip
+    resumes = sum(r.resume for r in ROWS if r.ddp)
+    assert done.stdout.count("resumed from") == resumes  # said once, by rank 0 alone
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         for name, value in SWITCHES.items():
@@ -97,8 +99,6 @@ def test_cnnlab_train_under_torchrun_writes_one_model_that_evaluate_accepts(
 def test_combination_rows_under_torchrun(row, runs):
     """Each row as in test_combinations.py, on both processes, which end with the same
     weights (BatchNorm statistics are each process's own) and their own generators."""
-    resumes = sum(r.resume for r in ROWS if r.ddp)
-    assert runs[2][1].count("resumed from") == resumes  # said once, by rank 0 alone
     first, second = (results[row.name()] for results in runs[3])
     for rank, result in enumerate((first, second)):
         check_row(row, result, f"{row.name()}, rank {rank}")
