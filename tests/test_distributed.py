@@ -12,6 +12,7 @@ import runpy
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -30,6 +31,14 @@ def _weights(folder, rank=0):
 
 def _history(folder):
     return json.loads((folder / "history.json").read_text())
+
+
+class Runs(NamedTuple):
+    ddp: Path  # the two-process run's folder
+    single: Path  # the one-process reference's folder
+    cli: Path  # the model `cnnlab train` wrote under torchrun
+    stdout: str  # what the launch printed
+    combo: list[dict]  # each rank's results of the combination rows
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +67,11 @@ def runs(tmp_path_factory):
         finally:
             torch.set_num_threads(threads)
     combo = [json.loads((rows.parent / f"results-rank{r}.json").read_text()) for r in (0, 1)]
-    return ddp, single, (cli, done.stdout), combo
+    return Runs(ddp, single, cli, done.stdout, combo)
 
 
 def test_every_rank_holds_the_same_weights_and_one_checkpoint_is_written(runs):
-    ddp, _, _, _ = runs
+    ddp = runs.ddp
     first, second = _weights(ddp, 0), _weights(ddp, 1)
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert [p.name for p in (ddp / "checkpoints").iterdir()] == ["last.pt"]
@@ -71,7 +80,7 @@ def test_every_rank_holds_the_same_weights_and_one_checkpoint_is_written(runs):
 
 
 def test_two_processes_with_batch_b_train_like_one_with_batch_2b(runs):
-    ddp, single, _, _ = runs
+    ddp, single = runs.ddp, runs.single
     a, b = _weights(ddp), _weights(single)
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert worst < TOLERANCE, worst
@@ -84,8 +93,8 @@ def test_two_processes_with_batch_b_train_like_one_with_batch_2b(runs):
 def test_cnnlab_train_under_torchrun_writes_one_model_that_evaluate_accepts(
     runs, monkeypatch, capsys
 ):
-    out, stdout = runs[2]
-    assert stdout.count("saved ") == 1  # rank 0 reports
+    out = runs.cli
+    assert runs.stdout.count("saved ") == 1  # rank 0 reports
     assert sorted(p.name for p in out.parent.iterdir()) == ["model-training.pt", "model.pt"]
     from cnnlab.cli import main  # in this process: a plain one, as after training
 
@@ -99,7 +108,7 @@ def test_cnnlab_train_under_torchrun_writes_one_model_that_evaluate_accepts(
 def test_combination_rows_under_torchrun(row, runs):
     """Each row as in test_combinations.py, on both processes, which end with the same
     weights (BatchNorm statistics are each process's own) and their own generators."""
-    first, second = (results[row.name()] for results in runs[3])
+    first, second = (results[row.name()] for results in runs.combo)
     for rank, result in enumerate((first, second)):
         check_row(row, result, f"{row.name()}, rank {rank}")
     for name in first["parameters"]:
